@@ -1,0 +1,37 @@
+# The two quick-start commands: `make run` (the product) and `make test` (the suite).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+# Web server, Celery worker and beat on the embedded default (SQLite + file-system
+# broker under var/), at http://127.0.0.1:8000. Ctrl-C stops all three.
+run: export DEBUG ?= true
+run: export PATH := $(abspath $(BIN)):$(PATH)
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py demo_setup
+	exec $(BIN)/honcho --procfile couponsite/Procfile.dev --app-root . start
+
+# The whole suite, browser tests included, on the local PostgreSQL and Redis
+# (pytest-django creates and drops its own test database).
+test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/coupons
+test: export CELERY_BROKER_URL ?= redis://127.0.0.1:6379/15
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,34 @@
+"""Shared form helpers."""
+
+from django import forms
+
+_CLASSES = {
+    "select": "form-select",
+    "selectmultiple": "form-select",
+    "checkbox": "form-check-input",
+    "radioselect": "",
+}
+
+
+class BootstrapFormMixin:
+    """Gives every widget its Bootstrap class and marks fields with errors as invalid."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            widget_type = type(field.widget).__name__.lower()
+            css = _CLASSES.get(widget_type, "form-control")
+            existing = field.widget.attrs.get("class", "")
+            field.widget.attrs["class"] = f"{css} {existing}".strip()
+
+    def full_clean(self):
+        super().full_clean()
+        for name in self.errors:
+            if name in self.fields:
+                widget = self.fields[name].widget
+                if "is-invalid" not in widget.attrs.get("class", ""):
+                    widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+
+
+class BootstrapModelForm(BootstrapFormMixin, forms.ModelForm):
+    pass

@@ -1,0 +1,1 @@
+# CSV import jobs arrive with the imports capability (issue 5).

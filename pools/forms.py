@@ -1,0 +1,129 @@
+from django import forms
+from django.contrib.auth.models import Group
+
+from couponsite.forms import BootstrapModelForm
+
+from .models import (
+    BULK_ONLY_FIELDS,
+    GIFT_CARD_ONLY_FIELDS,
+    PATTERN_SOURCES,
+    REMOTE_ONLY_FIELDS,
+    CouponPool,
+    CouponType,
+    ModuleSettings,
+    PoolSource,
+)
+
+SECTIONS: list[tuple[str, tuple[str, ...]]] = [
+    (
+        "Source",
+        ("source", "pattern", "excluded_characters", "excluded_phrases", "callback_url",
+         "callback_api_key"),
+    ),
+    ("General settings", ("name", "external_id", "coupon_type", "value", "currency")),
+    (
+        "Restrictions",
+        ("minimum_value", "minimum_redemption_value", "purchase_minimum",
+         "expiration_period_count", "expiration_period_unit", "stores", "products",
+         "aggregated"),
+    ),
+    ("Pass template", ("pass_template",)),
+    ("User group", ("user_group",)),
+]
+
+# Which fields apply to which source / type: the page hides (and disables) the rest,
+# the model's clean() refuses them on the server.
+APPLIES_TO_SOURCES = {
+    "pattern": [str(s) for s in PATTERN_SOURCES],
+    **{name: [PoolSource.BULK.value] for name in BULK_ONLY_FIELDS},
+    **{name: [PoolSource.REMOTE.value] for name in REMOTE_ONLY_FIELDS},
+}
+APPLIES_TO_TYPES = {
+    "value": [t.value for t in CouponType if t != CouponType.FREE_SHIPPING],
+    **{name: [CouponType.GIFT_CARD.value] for name in GIFT_CARD_ONLY_FIELDS},
+}
+
+EXTRA_TEMPLATES = {"pattern": "pools/_combinations_slot.html"}
+
+
+class PoolForm(BootstrapModelForm):
+    class Meta:
+        model = CouponPool
+        fields = [name for _, names in SECTIONS for name in names]
+        widgets = {
+            "source": forms.RadioSelect,
+            "excluded_phrases": forms.Textarea(attrs={"rows": 3}),
+            "callback_api_key": forms.PasswordInput(render_value=True),
+            "stores": forms.SelectMultiple(attrs={"size": 4}),
+            "products": forms.SelectMultiple(attrs={"size": 4}),
+            "pattern": forms.TextInput(
+                attrs={"autocomplete": "off", "spellcheck": "false", "class": "font-monospace"}
+            ),
+            "excluded_characters": forms.TextInput(
+                attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "O, 0, I, 1"}
+            ),
+        }
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["source"].choices = PoolSource.choices
+        self.fields["coupon_type"].choices = [("", "Choose a type")] + CouponType.choices
+        self.fields["expiration_period_unit"].choices = [("", "unit")] + list(
+            self.fields["expiration_period_unit"].choices
+        )[1:]
+        self.fields["expiration_period_count"].widget.attrs.update({"placeholder": "30", "min": 1})
+        self.fields["currency"].widget.attrs.update(
+            {"maxlength": 3, "style": "text-transform: uppercase", "placeholder": "EUR"}
+        )
+        groups = Group.objects.all() if user.is_superuser else user.groups.all()
+        self.fields["user_group"].queryset = groups.order_by("name")
+        self.fields["user_group"].empty_label = "No group: every user can see this pool"
+        for name in ("value", "minimum_value", "minimum_redemption_value", "purchase_minimum"):
+            self.fields[name].widget.attrs.update({"step": "0.01", "min": "0.01"})
+        if self.instance.pk and self.instance.source_locked:
+            for name in ("source", "pattern"):
+                self.fields[name].disabled = True
+                self.fields[name].help_text = (
+                    "Locked: bulk generation has started for this pool."
+                )
+
+    def clean_currency(self):
+        return (self.cleaned_data.get("currency") or "").strip().upper()
+
+    def clean_external_id(self):
+        value = self.cleaned_data.get("external_id")
+        return value.strip() or None if value else None
+
+    def clean_pattern(self):
+        return self.cleaned_data.get("pattern") or None
+
+    def sections(self):
+        """(title, [(bound field, sources, types, extra template)]) per section.
+
+        ``sources``/``types`` list what the field applies to (None: always shown).
+        """
+        return [
+            (
+                title,
+                [
+                    (
+                        self[name],
+                        APPLIES_TO_SOURCES.get(name),
+                        APPLIES_TO_TYPES.get(name),
+                        EXTRA_TEMPLATES.get(name),
+                    )
+                    for name in names
+                ],
+            )
+            for title, names in SECTIONS
+        ]
+
+    def pool_fields(self) -> dict:
+        """cleaned_data restricted to the pool's own fields (for the services)."""
+        return {name: self.cleaned_data[name] for name in self.Meta.fields if name in self.cleaned_data}
+
+
+class ModuleSettingsForm(BootstrapModelForm):
+    class Meta:
+        model = ModuleSettings
+        fields = ["auto_redeem"]

@@ -1,0 +1,31 @@
+"""Reads: which pools a user may see."""
+
+from django.db.models import Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from .models import CouponPool
+
+
+def pool_visibility_filter(user) -> Q:
+    """Pools without a user group, or with one of the user's groups; superusers see all."""
+    if user.is_superuser:
+        return Q()
+    return Q(user_group__isnull=True) | Q(user_group__in=user.groups.all())
+
+
+def pool_list_visible(*, user) -> QuerySet[CouponPool]:
+    return CouponPool.objects.filter(pool_visibility_filter(user)).select_related("user_group")
+
+
+def pool_get_visible(*, user, pk: int) -> CouponPool:
+    """The pool, or 404 for a pool that does not exist or that the user may not see."""
+    return get_object_or_404(pool_list_visible(user=user), pk=pk)
+
+
+def pool_get_by_reference(*, reference: str, queryset: QuerySet[CouponPool] | None = None):
+    """Look a pool up by its numeric id or its external id (for commands and the API)."""
+    queryset = CouponPool.objects.all() if queryset is None else queryset
+    match = Q(external_id=reference)
+    if reference.isdigit():
+        match |= Q(pk=int(reference))
+    return queryset.get(match)
