@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from .models import CouponPool, ModuleSettings, Product, Store
+from .selectors import pool_visibility_filter
 
 
 @admin.register(CouponPool)
@@ -12,6 +13,10 @@ class CouponPoolAdmin(admin.ModelAdmin):
     search_fields = ("name", "external_id", "pattern")
     filter_horizontal = ("stores", "products")
     readonly_fields = ("generation_started_at", "created_at", "updated_at", "created_by")
+
+    def get_queryset(self, request):
+        # Staff users outside a pool's group must not see it here either.
+        return super().get_queryset(request).filter(pool_visibility_filter(request.user))
 
     def has_delete_permission(self, request, obj=None):
         return False

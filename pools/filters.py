@@ -2,10 +2,12 @@ import django_filters
 from django import forms
 from django.db.models import Q
 
+from couponsite.filters import BaseFilterSet
+
 from .models import CouponPool, CouponType, PoolSource
 
 
-class PoolFilter(django_filters.FilterSet):
+class PoolFilter(BaseFilterSet):
     q = django_filters.CharFilter(
         method="search",
         label="Search",

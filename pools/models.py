@@ -216,8 +216,19 @@ class CouponPool(models.Model):
     expiration_period_unit = models.CharField(
         "unit", max_length=8, choices=PeriodUnit.choices, blank=True
     )
-    stores = models.ManyToManyField(Store, blank=True, related_name="coupon_pools")
-    products = models.ManyToManyField(Product, blank=True, related_name="coupon_pools")
+    stores = models.ManyToManyField(
+        Store,
+        blank=True,
+        related_name="coupon_pools",
+        help_text="Only valid in these stores; none selected: every store. "
+        "Ctrl/Cmd-click to pick several.",
+    )
+    products = models.ManyToManyField(
+        Product,
+        blank=True,
+        related_name="coupon_pools",
+        help_text="Only for these products; none selected: every product.",
+    )
     aggregated = models.BooleanField(
         "aggregated coupon",
         default=False,

@@ -239,3 +239,15 @@ class TestAdmin:
         assert response.status_code == 200
         assert "at least 4 placeholders" in response.content.decode()
         assert not CouponPool.objects.exists()
+
+
+def test_staff_outside_a_group_does_not_see_its_pools_in_admin(client):
+    staff = UserFactory(username="staffer", is_staff=True)
+    from django.contrib.auth.models import Permission
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_couponpool"))
+    PoolFactory(name="Team pool", user_group=GroupFactory())
+    PoolFactory(name="Open pool")
+    client.force_login(staff)
+    html = client.get(reverse("admin:pools_couponpool_changelist")).content.decode()
+    assert "Open pool" in html and "Team pool" not in html

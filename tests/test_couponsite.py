@@ -1,0 +1,92 @@
+"""Project wiring: env-driven settings, the Celery app on a real worker, the demo login."""
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from couponsite.celery import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _settings_in_subprocess(env: dict, expression: str) -> str:
+    code = (
+        "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='couponsite.settings'; "
+        f"django.setup(); from django.conf import settings as s; print({expression})"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, cwd=ROOT,
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_embedded_default_needs_no_services(tmp_path):
+    out = _settings_in_subprocess(
+        {"DEBUG": "true", "COUPONS_VAR_DIR": str(tmp_path)},
+        "s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.MEDIA_ROOT",
+    )
+    assert "sqlite3" in out and "filesystem://" in out and str(tmp_path) in out
+    assert (tmp_path / "broker" / "queue").is_dir()
+
+
+def test_production_settings_come_from_the_environment():
+    out = _settings_in_subprocess(
+        {
+            "SECRET_KEY": "s3cret", "ALLOWED_HOSTS": "coupons.example.com",
+            "DATABASE_URL": "postgres://u:p@db.internal:5432/coupons",
+            "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
+        },
+        "s.DEBUG, s.ALLOWED_HOSTS, s.DATABASES['default']['HOST'], s.CELERY_BROKER_URL",
+    )
+    assert out == "False ['coupons.example.com'] db.internal redis://redis.internal:6379/0"
+
+
+def test_production_refuses_to_start_without_a_secret_key():
+    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='couponsite.settings'; django.setup()"
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE"}}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "Set SECRET_KEY" in result.stderr
+
+
+def test_a_real_celery_worker_answers_on_redis():
+    # Given a worker process started the way production starts one
+    name = f"test-{uuid.uuid4().hex[:8]}@localhost"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "couponsite", "worker", "--pool=solo",
+         "--without-gossip", "--without-mingle", f"--hostname={name}", "--loglevel=WARNING"],
+        cwd=ROOT, env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        # When we ping it over the broker the app is configured with
+        assert app.conf.broker_url.startswith("redis://")
+        deadline, replies = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not replies:
+            assert worker.poll() is None, worker.stderr.read().decode()
+            replies = app.control.ping(destination=[name], timeout=1.0)
+        # Then it answers
+        assert replies == [{name: {"ok": "pong"}}]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+@pytest.mark.django_db
+def test_demo_setup_prints_the_login_and_is_idempotent(capsys):
+    call_command("demo_setup")
+    call_command("demo_setup")
+    out = capsys.readouterr().out
+    assert "username 'demo', password 'demo-coupons'" in out
+    user = get_user_model().objects.get(username="demo")
+    assert user.is_superuser and user.check_password("demo-coupons")
+    assert get_user_model().objects.filter(username="demo").count() == 1
