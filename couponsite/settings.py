@@ -79,6 +79,7 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     # The web server, the worker and beat share one file: WAL lets readers run while
     # a writer works, IMMEDIATE transactions avoid "database is locked" upgrade races.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

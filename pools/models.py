@@ -99,8 +99,19 @@ PATTERN_SOURCES = (PoolSource.GENERATED, PoolSource.BULK)
 GIFT_CARD_ONLY_FIELDS = ("currency", "minimum_value", "minimum_redemption_value")
 BULK_ONLY_FIELDS = ("excluded_characters", "excluded_phrases")
 REMOTE_ONLY_FIELDS = ("callback_url", "callback_api_key")
-_MONEY = {"max_digits": 12, "decimal_places": 2}
 _AT_LEAST_A_CENT = MinValueValidator(Decimal("0.01"), "Enter an amount of at least 0.01.")
+
+
+def money_field(*, help_text: str) -> models.DecimalField:
+    """An optional amount with 2 decimals, at least 0.01."""
+    return models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[_AT_LEAST_A_CENT],
+        help_text=help_text,
+    )
 
 external_id_validator = RegexValidator(
     r"^[A-Za-z0-9._-]{6,24}$",
@@ -173,11 +184,7 @@ class CouponPool(models.Model):
         help_text="Sent as api_key in every request, so the remote system can check it.",
     )
     coupon_type = models.CharField("type", max_length=16, choices=CouponType.choices)
-    value = models.DecimalField(
-        **_MONEY,
-        null=True,
-        blank=True,
-        validators=[_AT_LEAST_A_CENT],
+    value = money_field(
         help_text="The amount, the percentage, or the gift card's starting balance.",
     )
     currency = models.CharField(
@@ -186,25 +193,13 @@ class CouponPool(models.Model):
         validators=[validate_currency],
         help_text="ISO 4217 code. Only customers with this currency can get these gift cards.",
     )
-    minimum_value = models.DecimalField(
-        **_MONEY,
-        null=True,
-        blank=True,
-        validators=[_AT_LEAST_A_CENT],
+    minimum_value = money_field(
         help_text="A gift card whose balance falls below this amount is voided.",
     )
-    minimum_redemption_value = models.DecimalField(
-        **_MONEY,
-        null=True,
-        blank=True,
-        validators=[_AT_LEAST_A_CENT],
+    minimum_redemption_value = money_field(
         help_text="Each redemption must use at least this much of the gift card.",
     )
-    purchase_minimum = models.DecimalField(
-        **_MONEY,
-        null=True,
-        blank=True,
-        validators=[_AT_LEAST_A_CENT],
+    purchase_minimum = money_field(
         help_text="Minimum basket value for using the coupon.",
     )
     expiration_period_count = models.PositiveIntegerField(

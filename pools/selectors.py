@@ -21,11 +21,3 @@ def pool_get_visible(*, user, pk: int) -> CouponPool:
     """The pool, or 404 for a pool that does not exist or that the user may not see."""
     return get_object_or_404(pool_list_visible(user=user), pk=pk)
 
-
-def pool_get_by_reference(*, reference: str, queryset: QuerySet[CouponPool] | None = None):
-    """Look a pool up by its numeric id or its external id (for commands and the API)."""
-    queryset = CouponPool.objects.all() if queryset is None else queryset
-    match = Q(external_id=reference)
-    if reference.isdigit():
-        match |= Q(pk=int(reference))
-    return queryset.get(match)
