@@ -323,15 +323,28 @@ class _Generator:
         return collected[:count]
 
     def _without_duplicates(self, matrix: np.ndarray) -> np.ndarray:
+        """Drop repeated codes, keeping each first occurrence and the random order.
+
+        (A sorted order would let a customer guess neighbouring codes from their own.)
+        Collisions are rare, so one sort finds the few repeated keys and only their rows
+        are looked at one by one.
+        """
         keys = self._keys(matrix)
         ordered = np.sort(keys)
-        if not (ordered[1:] == ordered[:-1]).any():
-            return matrix  # the common case: one cheap sort proves there is nothing to drop
-        # Keep first occurrences in their random order (sorted order would let a
-        # customer guess neighbouring codes from their own).
-        _, first = np.unique(keys, return_index=True)
-        first.sort()
-        return matrix[first]
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if len(repeated) == 0:
+            return matrix
+        seen: set = set()
+        drop = []
+        for index in np.flatnonzero(np.isin(keys, repeated)):
+            key = keys[index].item()
+            if key in seen:
+                drop.append(index)
+            else:
+                seen.add(key)
+        keep = np.ones(len(matrix), dtype=bool)
+        keep[drop] = False
+        return matrix[keep]
 
     def _draw(self, n: int) -> np.ndarray:
         matrix = np.empty((n, self.length), dtype=np.uint8)
@@ -359,7 +372,8 @@ class _Generator:
             key = np.zeros(len(matrix), dtype=np.uint64)
             for lookup, cols, radix in self._radix_tables:
                 for col in cols:
-                    key = key * np.uint64(radix) + lookup[matrix[:, col]]
+                    key *= np.uint64(radix)
+                    key += lookup[matrix[:, col]]
             return key
         return matrix.view(f"S{self.length}").ravel()
 

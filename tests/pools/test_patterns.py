@@ -4,6 +4,7 @@ import math
 import string
 from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -196,3 +197,12 @@ def test_combination_count_is_the_product_of_character_set_sizes(text, excluded)
         for t in text
     )
     assert pattern.combinations == expected
+
+
+@pytest.mark.parametrize("text", ["###", "#" * 30])  # 64-bit keys, and byte-string keys
+def test_collisions_are_dropped_keeping_first_occurrences_in_order(text):
+    generator = patterns._Generator(parse_pattern(text))
+    rows = generator.distinct(5)
+    with_repeats = np.concatenate([rows, rows[[1, 3]], rows[[1]]])
+    kept = generator._without_duplicates(with_repeats)
+    assert kept.tolist() == rows.tolist()
