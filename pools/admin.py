@@ -1,7 +1,10 @@
 from django.contrib import admin
 
-from .models import CouponPool, ModuleSettings, Product, Store
+from couponsite.admin import ReadOnlyAdmin
+
+from .models import CouponPool, CouponTerms, ModuleSettings, Product, Store
 from .selectors import pool_visibility_filter
+from .services import pool_terms_sync
 
 
 @admin.register(CouponPool)
@@ -12,7 +15,7 @@ class CouponPoolAdmin(admin.ModelAdmin):
     list_filter = ("source", "coupon_type", "user_group")
     search_fields = ("name", "external_id", "pattern")
     filter_horizontal = ("stores", "products")
-    readonly_fields = ("generation_started_at", "created_at", "updated_at", "created_by")
+    readonly_fields = ("current_terms", "generation_started_at", "created_at", "updated_at", "created_by")
 
     def get_queryset(self, request):
         # Staff users outside a pool's group must not see it here either.
@@ -25,6 +28,12 @@ class CouponPoolAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Stores and products are saved only now: snapshot the terms after them.
+        # Existing coupons keep their terms (the Management UI offers the other methods).
+        pool_terms_sync(pool=form.instance)
 
 
 @admin.register(ModuleSettings)
@@ -48,3 +57,9 @@ class StoreAdmin(admin.ModelAdmin):
 class ProductAdmin(admin.ModelAdmin):
     list_display = ("name", "sku")
     search_fields = ("name", "sku")
+
+
+@admin.register(CouponTerms)
+class CouponTermsAdmin(ReadOnlyAdmin):
+    list_display = ("pool", "version", "effective", "coupon_type", "value", "currency", "created_at")
+    list_filter = ("coupon_type",)

@@ -127,6 +127,68 @@ def validate_currency(value: str) -> None:
         raise ValidationError(f"{value} is not an ISO 4217 currency code.")
 
 
+class CouponTerms(models.Model):
+    """An immutable snapshot of the properties a pool gives its coupons.
+
+    Coupons point to a terms version instead of carrying a copy of the pool's
+    properties, so a pool edit writes one new row instead of rewriting every coupon.
+    ``effective`` is the version the coupon actually uses: itself for a version that
+    is still in force, or the newer version it was rolled forward to by an
+    "update all coupons" edit (kept flat: always one hop).
+    """
+
+    pool = models.ForeignKey("CouponPool", on_delete=models.PROTECT, related_name="terms_versions")
+    version = models.PositiveIntegerField()
+    effective = models.ForeignKey("self", on_delete=models.PROTECT, null=True, related_name="+")
+    coupon_type = models.CharField(max_length=16, choices=CouponType.choices)
+    value = models.DecimalField(max_digits=12, decimal_places=2, null=True)
+    currency = models.CharField(max_length=3, blank=True)
+    minimum_value = models.DecimalField(max_digits=12, decimal_places=2, null=True)
+    minimum_redemption_value = models.DecimalField(max_digits=12, decimal_places=2, null=True)
+    purchase_minimum = models.DecimalField(max_digits=12, decimal_places=2, null=True)
+    expiration_period_count = models.PositiveIntegerField(null=True)
+    expiration_period_unit = models.CharField(max_length=8, choices=PeriodUnit.choices, blank=True)
+    pass_template = models.CharField(max_length=200, blank=True)
+    store_ids = models.JSONField(default=list)
+    product_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    SNAPSHOT_FIELDS = (
+        "coupon_type", "value", "currency", "minimum_value", "minimum_redemption_value",
+        "purchase_minimum", "expiration_period_count", "expiration_period_unit",
+        "pass_template",
+    )
+
+    class Meta:
+        verbose_name = "coupon terms version"
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "version"], name="terms_version_per_pool"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pool} v{self.version}"
+
+    def snapshot(self) -> dict:
+        return {
+            **{name: getattr(self, name) for name in self.SNAPSHOT_FIELDS},
+            "store_ids": sorted(self.store_ids),
+            "product_ids": sorted(self.product_ids),
+        }
+
+    @property
+    def is_gift_card(self) -> bool:
+        return self.coupon_type == CouponType.GIFT_CARD
+
+    def expires_at(self, claimed_at: datetime.datetime) -> datetime.datetime | None:
+        return period_end(claimed_at, self.expiration_period_count, self.expiration_period_unit)
+
+
+def period_end(start, count: int | None, unit: str) -> datetime.datetime | None:
+    if not count or not unit:
+        return None
+    return start + relativedelta(**{f"{unit}s": count})
+
+
 class WebURLField(models.URLField):
     """A URL field whose form assumes https:// for a URL typed without a scheme."""
 
@@ -240,6 +302,15 @@ class CouponPool(models.Model):
         related_name="coupon_pools",
         help_text="Only members of this group (and superusers) can see and manage the pool.",
     )
+    current_terms = models.ForeignKey(
+        CouponTerms,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        help_text="The terms version new coupons of this pool get.",
+    )
     generation_started_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -287,10 +358,15 @@ class CouponPool(models.Model):
         return patterns.parse_pattern(self.pattern, excluded, phrases)
 
     def expires_at(self, claimed_at: datetime.datetime) -> datetime.datetime | None:
-        if not self.expiration_period_count or not self.expiration_period_unit:
-            return None
-        unit = f"{self.expiration_period_unit}s"
-        return claimed_at + relativedelta(**{unit: self.expiration_period_count})
+        return period_end(claimed_at, self.expiration_period_count, self.expiration_period_unit)
+
+    def terms_snapshot(self) -> dict:
+        """The pool's current coupon-facing properties, as a terms version holds them."""
+        return {
+            **{name: getattr(self, name) for name in CouponTerms.SNAPSHOT_FIELDS},
+            "store_ids": sorted(self.stores.values_list("pk", flat=True)),
+            "product_ids": sorted(self.products.values_list("pk", flat=True)),
+        }
 
     @property
     def expiration_period_display(self) -> str:

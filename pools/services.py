@@ -1,27 +1,77 @@
-"""Writes: creating and editing coupon pools, and the module settings."""
+"""Writes: creating and editing coupon pools, and the module settings.
+
+Every save that changes the properties coupons get writes a new immutable
+``CouponTerms`` version; the edit's update method decides which existing coupons
+move to it (``coupons.propagation``).
+"""
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 
-from .models import CouponPool, ModuleSettings
+from .models import CouponPool, CouponTerms, ModuleSettings
 
 M2M_FIELDS = ("stores", "products")
+
+
+class UpdateMethod(models.TextChoices):
+    NONE = "update_none", "Do not update coupons: only coupons added from now on get the new properties"
+    UNASSIGNED = "update_unassigned", "Update unassigned coupons"
+    NOT_REDEEMED = "update_not_redeemed", "Update not yet redeemed coupons (unassigned and claimed)"
+    ALL = "update_all", "Update all coupons"
 
 
 def pool_create(*, actor, **fields) -> CouponPool:
     """Create a pool after checking every rule in ``CouponPool.clean``."""
     relations = {name: fields.pop(name) for name in M2M_FIELDS if name in fields}
     pool = CouponPool(created_by=actor if actor and actor.is_authenticated else None, **fields)
-    return _pool_save(pool, relations)
+    with transaction.atomic():
+        _pool_save(pool, relations)
+        _new_terms_version(pool)
+    return pool
 
 
-def pool_update(*, pool: CouponPool, actor, **fields) -> CouponPool:
-    """Change a pool's properties; source and pattern stay locked once generation started."""
+def pool_update(
+    *,
+    pool: CouponPool,
+    actor,
+    update_method: str = UpdateMethod.NONE,
+    matching: bool = False,
+    **fields,
+):
+    """Change a pool's properties; source and pattern stay locked once generation started.
+
+    Returns ``(pool, propagation)``: what the update method did to existing coupons
+    (see ``coupons.propagation.Propagation``), or None when no coupon property changed.
+    """
+    from coupons.propagation import terms_propagate
+
     relations = {name: fields.pop(name) for name in M2M_FIELDS if name in fields}
     for name, value in fields.items():
         setattr(pool, name, value)
-    return _pool_save(pool, relations)
+    with transaction.atomic():
+        pool = _pool_save(pool, relations)
+        old_terms = CouponTerms.objects.filter(pk=pool.current_terms_id).first()
+        new_terms = pool_terms_sync(pool=pool)
+        if new_terms is None or old_terms is None:
+            return pool, None
+        propagation = terms_propagate(
+            pool=pool, old_terms=old_terms, new_terms=new_terms,
+            method=update_method, matching=matching, actor=actor,
+        )
+    return pool, propagation
+
+
+def pool_terms_sync(*, pool: CouponPool) -> CouponTerms | None:
+    """Write a new terms version if the pool's coupon properties changed since the last.
+
+    Coupons that exist keep their version (update method "none"); returns the new
+    version, or None when nothing changed.
+    """
+    current = CouponTerms.objects.filter(pk=pool.current_terms_id).first()
+    if current is not None and current.snapshot() == pool.terms_snapshot():
+        return None
+    return _new_terms_version(pool)
 
 
 def _pool_save(pool: CouponPool, relations: dict) -> CouponPool:
@@ -37,6 +87,18 @@ def _pool_save(pool: CouponPool, relations: dict) -> CouponPool:
         pool.validate_unique()
         raise
     return pool
+
+
+def _new_terms_version(pool: CouponPool) -> CouponTerms:
+    # Lock the pool row: two simultaneous edits must not both write version N.
+    CouponPool.objects.select_for_update().filter(pk=pool.pk).first()
+    latest = pool.terms_versions.order_by("-version").values_list("version", flat=True).first()
+    terms = CouponTerms.objects.create(pool=pool, version=(latest or 0) + 1, **pool.terms_snapshot())
+    CouponTerms.objects.filter(pk=terms.pk).update(effective=terms)
+    terms.effective = terms
+    pool.current_terms = terms
+    CouponPool.objects.filter(pk=pool.pk).update(current_terms=terms)
+    return terms
 
 
 def module_settings_update(*, auto_redeem: bool) -> ModuleSettings:

@@ -51,8 +51,13 @@ class PoolFormView(FormView):
                 pool = services.pool_create(actor=self.request.user, **fields)
                 messages.success(self.request, f"Coupon pool \u201c{pool.name}\u201d created.")
             else:
-                pool = services.pool_update(pool=self.pool, actor=self.request.user, **fields)
-                messages.success(self.request, f"Coupon pool \u201c{pool.name}\u201d saved.")
+                pool, propagation = services.pool_update(
+                    pool=self.pool, actor=self.request.user, **fields, **form.update_options()
+                )
+                text = f"Coupon pool \u201c{pool.name}\u201d saved."
+                if propagation is not None:
+                    text += " " + propagation.message()
+                messages.success(self.request, text)
         except ValidationError as exc:
             form.add_error(None, exc)
             return self.form_invalid(form)
@@ -92,6 +97,26 @@ class CombinationsView(View):
                     share = patterns.estimate_phrase_share(pattern)
                     context["phrase_percent"] = f"{share * 100:.2g}"
         return render(request, "pools/_combinations.html", context)
+
+
+class UpdatePreviewView(View):
+    """htmx fragment: how many coupons the chosen update method would change."""
+
+    def get(self, request, pk):
+        from coupons.propagation import ASYNC_THRESHOLD, affected_coupons
+        from coupons.selectors import count_or_estimate, is_estimate
+
+        pool = selectors.pool_get_visible(user=request.user, pk=pk)
+        method = request.GET.get("update_method") or services.UpdateMethod.NONE
+        if method not in services.UpdateMethod.values:
+            method = services.UpdateMethod.NONE
+        coupons = affected_coupons(
+            pool=pool, old_terms=pool.current_terms, method=method,
+            matching=bool(request.GET.get("update_matching")),
+        )
+        context = {"method": method, "count": count_or_estimate(coupons),
+                   "estimated": is_estimate(coupons), "threshold": ASYNC_THRESHOLD}
+        return render(request, "pools/_update_preview.html", context)
 
 
 class ModuleSettingsView(FormView):

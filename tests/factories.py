@@ -47,8 +47,16 @@ class ProductFactory(factory.django.DjangoModelFactory):
 
 
 class PoolFactory(factory.django.DjangoModelFactory):
+    """Pools are made by the service, like in the product, so they get terms v1."""
+
     class Meta:
         model = CouponPool
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        from pools.services import pool_create
+
+        return pool_create(actor=None, **kwargs)
 
     name = factory.Sequence(lambda n: f"Pool {n}")
     source = PoolSource.UPLOADED
@@ -59,3 +67,43 @@ class PoolFactory(factory.django.DjangoModelFactory):
 class BulkPoolFactory(PoolFactory):
     source = PoolSource.BULK
     pattern = factory.Sequence(lambda n: f"B{n}-$$$$$$$$")
+
+
+class GiftCardPoolFactory(PoolFactory):
+    coupon_type = CouponType.GIFT_CARD
+    value = "100.00"
+    currency = "EUR"
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "coupons.Customer"
+
+    external_id = factory.Sequence(lambda n: f"CUST-{n:06d}")
+    email = factory.LazyAttribute(lambda c: f"{c.external_id.lower()}@example.com")
+    currency = "EUR"
+
+
+class CouponFactory(factory.django.DjangoModelFactory):
+    """A coupon in a given status; claimed-like statuses get a customer and dates."""
+
+    class Meta:
+        model = "coupons.Coupon"
+
+    pool = factory.SubFactory(PoolFactory)
+    terms = factory.LazyAttribute(lambda c: c.pool.current_terms)
+    code = factory.Sequence(lambda n: f"CODE-{n:08d}")
+    status = 1
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        import datetime
+
+        from django.utils import timezone
+
+        if kwargs.get("status", 1) != 1 and "customer" not in kwargs:
+            kwargs["customer"] = CustomerFactory()
+        if kwargs.get("customer") is not None:
+            kwargs.setdefault("claimed_at", timezone.now() - datetime.timedelta(days=1))
+            kwargs.setdefault("claims", 1)
+        return super()._create(model_class, *args, **kwargs)

@@ -140,7 +140,7 @@ def test_database_refuses_a_generated_pool_without_pattern():
     from django.db import IntegrityError
 
     with pytest.raises(IntegrityError):
-        PoolFactory(source=PoolSource.BULK, pattern=None)
+        CouponPool.objects.create(name="x", source=PoolSource.BULK, coupon_type="amount", value=1)
 
 
 def test_source_and_pattern_are_locked_once_generation_started():

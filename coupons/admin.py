@@ -1,0 +1,55 @@
+from django.contrib import admin
+
+from couponsite.admin import EstimatedCountPaginator, ReadOnlyAdmin
+from pools.selectors import pool_visibility_filter
+
+from .models import Coupon, CouponJob, Customer, CustomerEvent, GiftCardRedemption
+
+
+@admin.register(Coupon)
+class CouponAdmin(ReadOnlyAdmin):
+    list_display = ("code", "pool", "status", "customer", "claimed_at", "expires_at", "usages")
+    list_select_related = ("pool", "customer")
+    search_fields = ("=code",)
+    raw_id_fields = ("pool", "terms", "customer")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(
+            pool__in=self.model._meta.get_field("pool").related_model.objects.filter(
+                pool_visibility_filter(request.user)
+            )
+        )
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("external_id", "email", "currency", "created_at")
+    search_fields = ("=external_id", "email")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # customers carry their coupons and event history
+
+
+@admin.register(CustomerEvent)
+class CustomerEventAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "action", "customer", "coupon", "actor_kind", "actor_label")
+    list_select_related = ("customer", "coupon")
+    raw_id_fields = ("customer", "coupon", "pool", "actor_user")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+
+@admin.register(GiftCardRedemption)
+class GiftCardRedemptionAdmin(ReadOnlyAdmin):
+    list_display = ("coupon", "amount", "balance_before", "created_at", "reversed_at")
+    raw_id_fields = ("coupon",)
+
+
+@admin.register(CouponJob)
+class CouponJobAdmin(ReadOnlyAdmin):
+    list_display = ("id", "kind", "pool", "status", "processed", "total", "applied", "created_at", "finished_at")
+    list_filter = ("kind", "status")

@@ -1,0 +1,202 @@
+"""Bulk actions on many coupons: set-based, chunked, counted.
+
+Each action is a small object with a label and ``execute_chunk``; ``BULK_ACTIONS``
+lists them in one place. ``bulk_apply`` walks the coupons the view's own queryset
+selects (never ids trusted from a form) in id-ordered chunks: it locks a chunk in
+primary-key order, splits it by status into allowed and skipped, changes the allowed
+rows with one UPDATE and writes their events with one INSERT ... SELECT.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.db.models import F, QuerySet, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from pools.models import CouponTerms, CouponType
+
+from . import services
+from .models import Coupon, CouponJob, CouponStatus, CustomerEvent, EventAction
+from .services import RULES, Actor, CouponActionError
+
+S = CouponStatus
+CHUNK = 10_000
+ASYNC_THRESHOLD = 10_000
+
+
+@dataclass
+class BulkResult:
+    applied: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+
+    def add(self, applied: int, skipped: Counter) -> None:
+        self.applied += applied
+        self.skipped.update(skipped)
+
+    def message(self, action: BulkAction) -> str:
+        text = f"{action.past.capitalize()} {self.applied:,} coupon{'s' if self.applied != 1 else ''}."
+        if self.skipped:
+            reasons = "; ".join(f"{count:,} {reason}" for reason, count in self.skipped.most_common())
+            text += f" Skipped {sum(self.skipped.values()):,}: {reasons}."
+        return text
+
+
+def _skip_reason(status: int) -> str:
+    return f"already {S(status).label.lower()}" if status != S.UNASSIGNED else "not claimed yet"
+
+
+class BulkAction:
+    name: str
+    label: str  # the button: "Invalidate selected"
+    past: str  # "invalidated"
+    rule: str
+    gift_card_rule: str | None = None
+    event: str | None = None
+
+    def allowed_statuses(self, gift_card: bool) -> frozenset[int]:
+        return RULES[self.gift_card_rule if gift_card and self.gift_card_rule else self.rule].allowed
+
+    def execute_chunk(self, ids: list[int], *, actor: Actor, gift_terms: set[int]) -> tuple[int, Counter]:
+        now = timezone.now()
+        rows = list(
+            Coupon.objects.filter(id__in=ids).order_by("id").select_for_update().values_list("id", "status", "terms_id")
+        )
+        allowed, gift, skipped = [], [], Counter()
+        for coupon_id, status, terms_id in rows:
+            is_gift = terms_id in gift_terms
+            if status in self.allowed_statuses(is_gift):
+                (gift if is_gift and self.gift_card_rule else allowed).append(coupon_id)
+            else:
+                skipped[_skip_reason(status)] += 1
+        applied = 0
+        if allowed:
+            if self.event:
+                events_for_coupons(allowed, action=self.event, actor=actor, now=now)
+            applied += self.update(Coupon.objects.filter(id__in=allowed))
+        for coupon_id in gift:
+            try:
+                self.single(Coupon(pk=coupon_id), actor)
+                applied += 1
+            except CouponActionError as exc:
+                skipped[str(exc).rstrip(".")] += 1
+        return applied, skipped
+
+    def update(self, coupons: QuerySet) -> int:
+        raise NotImplementedError
+
+    def single(self, coupon: Coupon, actor: Actor) -> None:
+        raise NotImplementedError
+
+
+class Invalidate(BulkAction):
+    name, label, past, rule, event = "invalidate", "Invalidate selected", "invalidated", "invalidate", EventAction.INVALIDATE
+
+    def update(self, coupons):
+        return coupons.update(status=S.INVALID)
+
+
+class Unassign(BulkAction):
+    name, label, past, rule, event = "unassign", "Unassign selected", "unassigned", "unassign", EventAction.UNASSIGN
+
+    def update(self, coupons):
+        return coupons.update(status=S.UNASSIGNED, customer=None, claimed_at=None, expires_at=None, claims=0)
+
+
+class Redeem(BulkAction):
+    name, label, past, rule, event = "redeem", "Redeem selected", "redeemed", "redeem", EventAction.REDEEM
+    gift_card_rule = "redeem_gift_card"
+
+    def update(self, coupons):
+        return coupons.update(status=S.REDEEMED, usages=F("usages") + 1)
+
+    def single(self, coupon, actor):
+        services.coupon_redeem(coupon=coupon, actor=actor)  # a gift card: its whole balance
+
+
+class Unredeem(BulkAction):
+    name, label, past, rule, event = "unredeem", "Unredeem selected", "marked as unredeemed", "unredeem", EventAction.UNREDEEM
+    gift_card_rule = "unredeem_gift_card"
+
+    def update(self, coupons):
+        return coupons.update(status=S.CLAIMED, usages=Greatest(F("usages") - 1, Value(0)))
+
+    def single(self, coupon, actor):
+        services.coupon_unredeem(coupon=coupon, actor=actor)
+
+
+BULK_ACTIONS: dict[str, BulkAction] = {a.name: a for a in (Invalidate(), Unassign(), Redeem(), Unredeem())}
+
+
+def gift_card_terms_ids(pool_id: int) -> set[int]:
+    return set(
+        CouponTerms.objects.filter(pool_id=pool_id, effective__coupon_type=CouponType.GIFT_CARD).values_list("pk", flat=True)
+    )
+
+
+def bulk_apply(*, action: BulkAction, queryset: QuerySet, pool_id: int, actor: Actor, job: CouponJob | None = None) -> BulkResult:
+    """Apply ``action`` to every coupon of ``queryset``, newest first, chunk by chunk."""
+    result = BulkResult()
+    gift_terms = gift_card_terms_ids(pool_id)
+    cursor = job.cursor if job is not None else None
+    ordered = queryset.order_by("-id")
+    while True:
+        page = ordered.filter(id__lt=cursor) if cursor is not None else ordered
+        ids = list(page.values_list("id", flat=True)[:CHUNK])
+        if not ids:
+            return result
+        with transaction.atomic():
+            applied, skipped = action.execute_chunk(ids, actor=actor, gift_terms=gift_terms)
+            cursor = ids[-1]
+            if job is not None:
+                from .jobs import job_progress
+
+                job_progress(job, processed=len(ids), applied=applied, cursor=cursor, skipped=skipped)
+        result.add(applied, skipped)
+
+
+def bulk_run_job(job: CouponJob) -> str:
+    """Run a queued bulk action job; the queryset is rebuilt from the saved filters."""
+    from django.contrib.auth import get_user_model
+
+    from .filters import CouponFilter
+
+    params = job.params
+    action = BULK_ACTIONS[params["action"]]
+    user = get_user_model().objects.filter(pk=params.get("user_id")).first()
+    actor = Actor.of_user(user) if user else Actor.system()
+    queryset = CouponFilter(params.get("filters", {}), queryset=Coupon.objects.filter(pool=job.pool)).qs
+    if params.get("ids"):
+        queryset = queryset.filter(id__in=params["ids"])
+    bulk_apply(action=action, queryset=queryset, pool_id=job.pool_id, actor=actor, job=job)
+    job.refresh_from_db()
+    result = BulkResult(applied=job.applied, skipped=Counter(job.skipped))
+    return result.message(action)
+
+
+def events_for_coupons(ids: list[int], *, action: str, actor: Actor, now) -> None:
+    """One event per coupon of ``ids`` that has a customer, written set-based."""
+    fields = actor.event_fields()
+    user_id = fields["actor_user"].pk if fields["actor_user"] is not None else None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {CustomerEvent._meta.db_table} "
+                "(customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, actor_label, data, created_at) "
+                "SELECT customer_id, %s, id, pool_id, %s, %s, %s, jsonb_build_object('code', code), %s "
+                f"FROM {Coupon._meta.db_table} WHERE id = ANY(%s) AND customer_id IS NOT NULL",
+                [action, fields["actor_kind"], user_id, fields["actor_label"], now, ids],
+            )
+        return
+    rows = Coupon.objects.filter(id__in=ids, customer__isnull=False).values_list("id", "customer_id", "pool_id", "code")
+    CustomerEvent.objects.bulk_create(
+        CustomerEvent(
+            customer_id=customer_id, action=action, coupon_id=coupon_id, pool_id=pool_id,
+            actor_kind=fields["actor_kind"], actor_user_id=user_id, actor_label=fields["actor_label"],
+            data={"code": code}, created_at=now,
+        )
+        for coupon_id, customer_id, pool_id, code in rows
+    )

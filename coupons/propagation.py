@@ -1,0 +1,159 @@
+"""A pool edit's update method, applied to the pool's existing coupons.
+
+- update_none: nothing; only coupons added from now on get the new terms version.
+- update_all: every older terms version of the pool (with matching: those whose
+  effective value equals the value before the edit) is redirected to the new one.
+  That touches a handful of terms rows, not the coupons: instant on 100M coupons.
+- update_unassigned / update_not_redeemed: the coupons in those statuses (and, with
+  matching, on a matching terms version) are moved to the new version by a set-based
+  UPDATE, in chunks; more than ``ASYNC_THRESHOLD`` coupons run in a worker.
+
+When the expiration period changed, claimed coupons that now follow the new terms get
+their expiry date recomputed from their claim date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+
+from pools.models import CouponPool, CouponTerms
+from pools.services import UpdateMethod
+
+from .models import Coupon, CouponJob, CouponStatus
+from .selectors import count_or_estimate
+
+S = CouponStatus
+ASYNC_THRESHOLD = 10_000
+CHUNK = 20_000
+
+METHOD_STATUSES = {
+    UpdateMethod.UNASSIGNED: [S.UNASSIGNED],
+    UpdateMethod.NOT_REDEEMED: [S.UNASSIGNED, S.CLAIMED],
+}
+
+
+@dataclass
+class Propagation:
+    method: str
+    changed: int = 0  # coupons moved (or, for update_all, now following the new terms)
+    job: CouponJob | None = None
+
+    def message(self) -> str:
+        if self.method == UpdateMethod.NONE:
+            return "Existing coupons keep their properties; new coupons get the new ones."
+        if self.job is not None:
+            return f"Updating about {self.changed:,} coupons in the background."
+        return f"{self.changed:,} coupons updated."
+
+
+def matching_terms(*, pool: CouponPool, old_terms: CouponTerms, exclude: CouponTerms | None, matching: bool) -> QuerySet:
+    """The pool's terms versions whose coupons the edit may change."""
+    terms = CouponTerms.objects.filter(pool=pool)
+    if exclude is not None:
+        terms = terms.exclude(pk=exclude.pk)
+    if matching:
+        if old_terms.value is None:
+            terms = terms.filter(effective__value__isnull=True)
+        else:
+            terms = terms.filter(effective__value=old_terms.value)
+    return terms
+
+
+def affected_coupons(*, pool: CouponPool, old_terms: CouponTerms, method: str, matching: bool,
+                     exclude: CouponTerms | None = None) -> QuerySet:
+    """The coupons an edit with this method would change (for the preview and the job)."""
+    if method == UpdateMethod.NONE:
+        return Coupon.objects.none()
+    coupons = Coupon.objects.filter(pool=pool)
+    if method in METHOD_STATUSES:
+        coupons = coupons.filter(status__in=METHOD_STATUSES[method])
+    if matching or exclude is not None:
+        ids = list(matching_terms(pool=pool, old_terms=old_terms, exclude=exclude, matching=matching).values_list("pk", flat=True))
+        coupons = coupons.filter(terms_id__in=ids)
+    return coupons
+
+
+def terms_propagate(*, pool, old_terms, new_terms, method, matching, actor) -> Propagation:
+    result = Propagation(method=method)
+    if method == UpdateMethod.NONE:
+        return result
+    expiry_changed = (old_terms.expiration_period_count, old_terms.expiration_period_unit) != (
+        new_terms.expiration_period_count, new_terms.expiration_period_unit)
+    if method == UpdateMethod.ALL:
+        coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method, matching=matching, exclude=new_terms)
+        result.changed = count_or_estimate(coupons)
+        matching_terms(pool=pool, old_terms=old_terms, exclude=new_terms, matching=matching).update(effective=new_terms)
+        if not expiry_changed:
+            return result
+    else:
+        coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method, matching=matching, exclude=new_terms)
+        result.changed = count_or_estimate(coupons)
+    params = {
+        "method": method, "matching": matching, "old_terms": old_terms.pk, "new_terms": new_terms.pk,
+        "expiry_changed": expiry_changed,
+    }
+    if result.changed > ASYNC_THRESHOLD:
+        from .jobs import job_start
+
+        result.job = job_start(kind=CouponJob.Kind.PROPAGATION, pool=pool, params=params, user=getattr(actor, "user", actor))
+        return result
+    result.changed = run_propagation(pool=pool, params=params, job=None)
+    return result
+
+
+def run_propagation(*, pool: CouponPool, params: dict, job: CouponJob | None) -> int:
+    """Move the affected coupons to the new terms in id-ordered chunks (resumable)."""
+    old_terms = CouponTerms.objects.get(pk=params["old_terms"])
+    new_terms = CouponTerms.objects.get(pk=params["new_terms"])
+    method = params["method"]
+    if method == UpdateMethod.ALL:
+        # The terms are redirected already; what is left is the expiry dates.
+        coupons = Coupon.objects.filter(pool=pool, terms__effective=new_terms)
+    else:
+        coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method,
+                                   matching=params["matching"], exclude=new_terms)
+    cursor = job.cursor if job and job.cursor else None
+    changed = 0
+    while True:
+        chunk = coupons.order_by("id")
+        if cursor is not None:
+            chunk = chunk.filter(id__gt=cursor)
+        ids = list(chunk.values_list("id", flat=True)[:CHUNK])
+        if not ids:
+            return changed
+        with transaction.atomic():
+            rows = Coupon.objects.filter(id__in=ids).order_by("id").select_for_update()
+            if method != UpdateMethod.ALL:
+                changed += rows.filter(status__in=METHOD_STATUSES[method]).update(terms=new_terms)
+            else:
+                changed += len(ids)
+            if params["expiry_changed"]:
+                _recompute_expiry(ids, new_terms)
+            cursor = ids[-1]
+            if job is not None:
+                from .jobs import job_progress
+
+                job_progress(job, processed=len(ids), applied=len(ids), cursor=cursor)
+
+
+def _recompute_expiry(ids: list[int], terms: CouponTerms) -> None:
+    live = Coupon.objects.filter(id__in=ids, status__in=[S.CLAIMED, S.PARTIALLY_REDEEMED], claimed_at__isnull=False)
+    count, unit = terms.expiration_period_count, terms.expiration_period_unit
+    if not count or not unit:
+        live.update(expires_at=None)
+        return
+    if connection.vendor == "postgresql":
+        months = {"month": count, "year": count * 12}.get(unit, 0)
+        days = {"day": count, "week": count * 7}.get(unit, 0)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE coupons_coupon SET expires_at = claimed_at + make_interval(months => %s, days => %s) "
+                "WHERE id = ANY(%s) AND status IN (%s, %s) AND claimed_at IS NOT NULL",
+                [months, days, ids, int(S.CLAIMED), int(S.PARTIALLY_REDEEMED)],
+            )
+        return
+    for coupon in live.only("id", "claimed_at"):
+        Coupon.objects.filter(pk=coupon.pk).update(expires_at=terms.expires_at(coupon.claimed_at))

@@ -1,0 +1,175 @@
+"""Reads for coupon and customer pages, built to stay fast on 100 million coupons.
+
+- Lists are paged by keyset (``id < cursor``), never by OFFSET.
+- No page runs COUNT(*) over a pool: counts shown to a manager come from the
+  planner's estimate when it is large (``count_or_estimate``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from pools.models import CouponPool
+from pools.selectors import pool_visibility_filter
+
+from .models import Coupon, CouponStatus, Customer, CustomerEvent, EventAction
+
+EXACT_COUNT_LIMIT = 100_000
+_ROWS = re.compile(r"rows=(\d+)")
+
+
+def count_or_estimate(queryset: QuerySet) -> int:
+    """The exact count when it is small, else the planner's estimate (no full scan)."""
+    estimate = estimate_count(queryset)
+    if estimate is not None and estimate > EXACT_COUNT_LIMIT:
+        return estimate
+    return queryset.count()
+
+
+def estimate_count(queryset: QuerySet) -> int | None:
+    if connection.vendor != "postgresql":
+        return None
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        first_line = cursor.fetchone()[0]
+    match = _ROWS.search(first_line)
+    return int(match.group(1)) if match else None
+
+
+def is_estimate(queryset: QuerySet) -> bool:
+    estimate = estimate_count(queryset)
+    return estimate is not None and estimate > EXACT_COUNT_LIMIT
+
+
+# --- coupons ---------------------------------------------------------------------
+
+
+def coupons_of_pool(*, pool: CouponPool) -> QuerySet[Coupon]:
+    return (
+        Coupon.objects.filter(pool=pool)
+        .select_related("customer", "terms__effective")
+        .order_by("-id")
+    )
+
+
+def coupons_search(queryset: QuerySet[Coupon], *, text: str, mode: str = "prefix") -> QuerySet[Coupon]:
+    """Code (exact or prefix, case-sensitive: codes are), or a customer's ID or email."""
+    text = text.strip()
+    if not text:
+        return queryset
+    by_code = Q(code=text) if mode == "exact" else Q(code__startswith=text)
+    customers = Customer.objects.filter(Q(external_id=text) | Q(email__iexact=text)).values("pk")
+    return queryset.filter(by_code | Q(customer__in=customers))
+
+
+@dataclass
+class Page:
+    rows: list
+    next_cursor: int | None
+    prev_cursor: int | None
+    has_prev: bool
+
+
+def keyset_page(queryset: QuerySet, *, after: int | None, before: int | None, size: int) -> Page:
+    """One page of a list ordered by descending id; ``after``/``before`` are ids."""
+    if before is not None:
+        rows = list(queryset.filter(id__gt=before).order_by("id")[: size + 1])
+        has_more_newer = len(rows) > size
+        rows = list(reversed(rows[:size]))
+        return Page(rows, rows[-1].id if rows else None, rows[0].id if rows else None, has_more_newer)
+    if after is not None:
+        queryset = queryset.filter(id__lt=after)
+    rows = list(queryset.order_by("-id")[: size + 1])
+    has_next = len(rows) > size
+    rows = rows[:size]
+    return Page(
+        rows,
+        rows[-1].id if rows and has_next else None,
+        rows[0].id if rows else None,
+        after is not None,
+    )
+
+
+def coupon_get_visible(*, user, pk: int) -> Coupon:
+    from django.shortcuts import get_object_or_404
+
+    visible = Coupon.objects.filter(pool__in=CouponPool.objects.filter(pool_visibility_filter(user)))
+    return get_object_or_404(visible.select_related("pool", "customer", "terms__effective"), pk=pk)
+
+
+# --- statistics ------------------------------------------------------------------
+
+
+def pool_status_counts(*, pool: CouponPool, fresh: bool = False) -> dict[int, int]:
+    """Coupons per status (an index-only scan); cached for a minute on big pools."""
+    key = f"pool-status-counts:{pool.pk}"
+    counts = None if fresh else cache.get(key)
+    if counts is None:
+        rows = Coupon.objects.filter(pool=pool).values("status").annotate(n=Count("id")).order_by()
+        counts = {row["status"]: row["n"] for row in rows}
+        cache.set(key, counts, 60)
+    return {status.value: counts.get(status.value, 0) for status in CouponStatus}
+
+
+def pool_daily_activity(*, pool: CouponPool, days: int = 30) -> dict:
+    """Claims and redemptions per day over the last ``days`` days (from the events)."""
+    since = timezone.now() - datetime.timedelta(days=days - 1)
+    rows = (
+        CustomerEvent.objects.filter(
+            pool=pool, action__in=[EventAction.CLAIM, EventAction.REDEEM], created_at__gte=since.replace(hour=0, minute=0, second=0, microsecond=0)
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "action")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    today = timezone.localdate()
+    labels = [today - datetime.timedelta(days=offset) for offset in range(days - 1, -1, -1)]
+    series = {EventAction.CLAIM: dict.fromkeys(labels, 0), EventAction.REDEEM: dict.fromkeys(labels, 0)}
+    for row in rows:
+        if row["day"] in series[row["action"]]:
+            series[row["action"]][row["day"]] = row["n"]
+    return {
+        "labels": [label.isoformat() for label in labels],
+        "claims": list(series[EventAction.CLAIM].values()),
+        "redemptions": list(series[EventAction.REDEEM].values()),
+    }
+
+
+# --- customers -------------------------------------------------------------------
+
+
+def customers_search(*, text: str) -> QuerySet[Customer]:
+    customers = Customer.objects.order_by("-id")
+    text = (text or "").strip()
+    if text:
+        customers = customers.filter(Q(external_id__startswith=text) | Q(email__iexact=text))
+    return customers
+
+
+def customer_coupons_visible(*, customer: Customer, user) -> QuerySet[Coupon]:
+    return (
+        Coupon.objects.filter(customer=customer)
+        .filter(pool__in=CouponPool.objects.filter(pool_visibility_filter(user)))
+        .select_related("pool", "terms__effective")
+        .order_by("-id")
+    )
+
+
+def customer_events_visible(*, customer: Customer, user) -> QuerySet[CustomerEvent]:
+    visible_pools = CouponPool.objects.filter(pool_visibility_filter(user))
+    return (
+        CustomerEvent.objects.filter(customer=customer)
+        .filter(Q(pool__isnull=True) | Q(pool__in=visible_pools))
+        .select_related("coupon", "pool", "actor_user")
+        .order_by("-id")
+    )

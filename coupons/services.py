@@ -1,0 +1,411 @@
+"""Coupon lifecycle: every status change goes through here.
+
+Each single-coupon service locks the coupon row (``select_for_update``), checks the
+current status against ``RULES`` and raises ``CouponActionError`` naming the refusal,
+then changes the row and writes the customer event(s) in the same transaction.
+Set-based versions for many coupons live in ``coupons.bulk``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from pools.models import CouponPool, PoolSource
+from pools.patterns import PatternError
+
+from .models import (
+    ActorKind,
+    Coupon,
+    CouponStatus,
+    Customer,
+    CustomerEvent,
+    EventAction,
+    GiftCardRedemption,
+)
+
+S = CouponStatus
+
+
+class CouponActionError(Exception):
+    """A refused action; ``str()`` is the reason, fit to show a manager or an API client."""
+
+    def __init__(self, message: str, code: str = "refused"):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: a Management UI user, an API key, or the system (scheduled tasks)."""
+
+    kind: str
+    user: object | None = None
+    label: str = ""
+
+    @classmethod
+    def of_user(cls, user) -> Actor:
+        return cls(ActorKind.USER, user, user.get_username())
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        return cls(ActorKind.SYSTEM, None, label)
+
+    def event_fields(self) -> dict:
+        user = self.user if self.user is not None and getattr(self.user, "pk", None) else None
+        return {"actor_kind": self.kind, "actor_user": user, "actor_label": self.label}
+
+
+@dataclass(frozen=True)
+class Rule:
+    allowed: frozenset[int]
+    verb: str  # "be invalidated"
+
+    def check(self, coupon: Coupon) -> None:
+        if coupon.status not in self.allowed:
+            raise CouponActionError(self.reason(coupon.status), code=f"status_{S(coupon.status).slug}")
+
+    def reason(self, status: int) -> str:
+        names = " and ".join(S(s).slug.replace("_", " ") for s in sorted(self.allowed))
+        current = S(status).slug.replace("_", " ")
+        return f"Only {names} coupons can {self.verb}; this one is {current}."
+
+
+RULES = {
+    "invalidate": Rule(frozenset({S.UNASSIGNED, S.CLAIMED}), "be invalidated"),
+    "unassign": Rule(frozenset({S.CLAIMED}), "be unassigned"),
+    "transfer": Rule(frozenset({S.CLAIMED}), "be transferred"),
+    "redeem": Rule(frozenset({S.CLAIMED}), "be redeemed"),
+    "redeem_gift_card": Rule(frozenset({S.CLAIMED, S.PARTIALLY_REDEEMED}), "be redeemed"),
+    "unredeem": Rule(frozenset({S.REDEEMED}), "be marked as unredeemed"),
+    "unredeem_gift_card": Rule(frozenset({S.REDEEMED, S.PARTIALLY_REDEEMED}), "be marked as unredeemed"),
+    "expire": Rule(frozenset({S.CLAIMED, S.PARTIALLY_REDEEMED}), "expire"),
+}
+
+
+def allowed_actions(coupon: Coupon) -> list[str]:
+    """The row actions a coupon's status allows (for its hamburger menu)."""
+    gift = coupon.effective_terms.is_gift_card
+    actions = []
+    if coupon.status in RULES["redeem_gift_card" if gift else "redeem"].allowed:
+        actions.append("redeem")
+    if coupon.status in RULES["unredeem_gift_card" if gift else "unredeem"].allowed:
+        actions.append("unredeem")
+    for name in ("transfer", "unassign", "invalidate"):
+        if coupon.status in RULES[name].allowed:
+            actions.append(name)
+    return actions
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def _lock(coupon: Coupon) -> Coupon:
+    return (
+        Coupon.objects.select_for_update(of=("self",))
+        .select_related("pool", "terms__effective", "customer")
+        .get(pk=coupon.pk)
+    )
+
+
+def _event(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> CustomerEvent:
+    return CustomerEvent.objects.create(
+        customer_id=customer_id,
+        action=action,
+        coupon=coupon,
+        pool_id=coupon.pool_id,
+        created_at=now,
+        data={"code": coupon.code, **{k: _jsonable(v) for k, v in data.items()}},
+        **actor.event_fields(),
+    )
+
+
+def _jsonable(value):
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def _check_currency(coupon_or_pool_terms, customer: Customer) -> None:
+    terms = coupon_or_pool_terms
+    if terms.is_gift_card and terms.currency and customer.currency != terms.currency:
+        held = customer.currency or "no currency"
+        raise CouponActionError(
+            f"These gift cards are in {terms.currency}; customer {customer.external_id} has "
+            f"{held}, so they cannot receive one.",
+            code="currency_mismatch",
+        )
+
+
+def customer_get_or_create(*, external_id: str, email: str = "") -> Customer:
+    customer, _ = Customer.objects.get_or_create(external_id=external_id, defaults={"email": email})
+    return customer
+
+
+def customer_find(*, external_id: str = "", email: str = "") -> Customer:
+    """The customer named by ID and/or email; both given must name the same customer."""
+    external_id, email = (external_id or "").strip(), (email or "").strip()
+    if not external_id and not email:
+        raise CouponActionError("Enter the target customer's ID or email.", code="customer_required")
+    if external_id:
+        customer = Customer.objects.filter(external_id=external_id).first()
+        if customer is None:
+            raise CouponActionError(f"No customer has the ID {external_id}.", code="customer_not_found")
+        if email and customer.email.lower() != email.lower():
+            raise CouponActionError(
+                f"Customer {external_id} has a different email than {email}.", code="customer_mismatch"
+            )
+        return customer
+    matches = list(Customer.objects.filter(email__iexact=email)[:2])
+    if not matches:
+        raise CouponActionError(f"No customer has the email {email}.", code="customer_not_found")
+    if len(matches) > 1:
+        raise CouponActionError(
+            f"Several customers have the email {email}; enter the customer ID instead.",
+            code="customer_ambiguous",
+        )
+    return matches[0]
+
+
+# --- claim -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
+    """Issue a coupon of ``pool`` to ``customer`` (SPEC: "How a pool issues a coupon")."""
+    pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
+    terms = pool.current_terms
+    _check_currency(terms, customer)
+    now = timezone.now()
+    if pool.aggregated:
+        # Lock the customer so two simultaneous claims cannot both create a coupon.
+        Customer.objects.select_for_update().get(pk=customer.pk)
+        held = (
+            Coupon.objects.select_for_update()
+            .filter(pool=pool, customer=customer, status=S.CLAIMED)
+            .order_by("id")
+            .first()
+        )
+        if held is not None:
+            Coupon.objects.filter(pk=held.pk).update(claims=F("claims") + 1)
+            held.refresh_from_db()
+            _event(EventAction.CLAIM, coupon=held, customer_id=customer.pk, actor=actor, now=now, again=True)
+            return held
+    if pool.source in (PoolSource.UPLOADED, PoolSource.BULK):
+        coupon = (
+            Coupon.objects.select_for_update(skip_locked=True)
+            .filter(pool=pool, status=S.UNASSIGNED)
+            .order_by("id")
+            .first()
+        )
+        if coupon is None:
+            raise CouponActionError(f"The pool \u201c{pool.name}\u201d has no unassigned coupons left.", code="pool_empty")
+    elif pool.source == PoolSource.GENERATED:
+        coupon = _new_generated_coupon(pool, terms)
+    else:
+        raise CouponActionError(
+            "Remote pools issue coupons through their callback URL.", code="remote_pool"
+        )
+    coupon.status = S.CLAIMED
+    coupon.customer = customer
+    coupon.claimed_at = now
+    coupon.expires_at = coupon.effective_terms.expires_at(now)
+    coupon.claims = 1
+    coupon.save(update_fields=["status", "customer", "claimed_at", "expires_at", "claims"])
+    _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
+    return coupon
+
+
+def _new_generated_coupon(pool: CouponPool, terms) -> Coupon:
+    try:
+        pattern = pool.compiled_pattern()
+    except PatternError as exc:  # pragma: no cover - the pool was validated on save
+        raise CouponActionError(str(exc), code="pattern_invalid") from exc
+    if pattern.is_generic:
+        return Coupon.objects.create(pool=pool, terms=terms, code=pattern.text, shared_code=True)
+    for _ in range(10):
+        code = pattern.generate(1)[0]
+        try:
+            with transaction.atomic():
+                return Coupon.objects.create(pool=pool, terms=terms, code=code)
+        except IntegrityError:
+            continue  # the code exists in some pool: draw another
+    raise CouponActionError("Could not find a free code for this pattern; the pool may be full.", code="pool_full")
+
+
+# --- simple transitions ------------------------------------------------------------
+
+
+@transaction.atomic
+def coupon_invalidate(*, coupon: Coupon, actor: Actor) -> Coupon:
+    coupon = _lock(coupon)
+    RULES["invalidate"].check(coupon)
+    now = timezone.now()
+    if coupon.customer_id:
+        _event(EventAction.INVALIDATE, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now)
+    coupon.status = S.INVALID
+    coupon.save(update_fields=["status"])
+    return coupon
+
+
+@transaction.atomic
+def coupon_unassign(*, coupon: Coupon, actor: Actor) -> Coupon:
+    coupon = _lock(coupon)
+    RULES["unassign"].check(coupon)
+    now = timezone.now()
+    _event(EventAction.UNASSIGN, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now)
+    coupon.status = S.UNASSIGNED
+    coupon.customer = None
+    coupon.claimed_at = coupon.expires_at = None
+    coupon.claims = 0
+    coupon.save(update_fields=["status", "customer", "claimed_at", "expires_at", "claims"])
+    return coupon
+
+
+@transaction.atomic
+def coupon_transfer(*, coupon: Coupon, actor: Actor, customer_id: str = "", email: str = "") -> Coupon:
+    target = customer_find(external_id=customer_id, email=email)
+    coupon = _lock(coupon)
+    RULES["transfer"].check(coupon)
+    if target.pk == coupon.customer_id:
+        raise CouponActionError(f"The coupon already belongs to customer {target.external_id}.", code="same_customer")
+    _check_currency(coupon.effective_terms, target)
+    now = timezone.now()
+    previous = coupon.customer
+    _event(EventAction.TRANSFER, coupon=coupon, customer_id=previous.pk, actor=actor, now=now, to=target.external_id)
+    _event(EventAction.RECEIVE, coupon=coupon, customer_id=target.pk, actor=actor, now=now, **{"from": previous.external_id})
+    coupon.customer = target
+    coupon.save(update_fields=["customer"])
+    return coupon
+
+
+@transaction.atomic
+def coupon_expire(*, coupon: Coupon, actor: Actor) -> Coupon:
+    coupon = _lock(coupon)
+    RULES["expire"].check(coupon)
+    now = timezone.now()
+    _event(EventAction.EXPIRE, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now)
+    coupon.status = S.EXPIRED
+    coupon.save(update_fields=["status"])
+    return coupon
+
+
+# --- redeem / unredeem ---------------------------------------------------------------
+
+
+@transaction.atomic
+def coupon_redeem(
+    *, coupon: Coupon, actor: Actor, amount: Decimal | None = None, customer: Customer | None = None
+) -> Coupon:
+    """Redeem a coupon; a gift card uses ``amount`` of its balance (all of it if None).
+
+    ``customer`` (API redeem events) lets an unassigned coupon of an uploaded pool be
+    redeemed directly: it is assigned to that customer at the same time.
+    """
+    coupon = _lock(coupon)
+    terms = coupon.effective_terms
+    now = timezone.now()
+    if (
+        coupon.status == S.UNASSIGNED
+        and customer is not None
+        and coupon.pool.source == PoolSource.UPLOADED
+    ):
+        _check_currency(terms, customer)
+        coupon.status, coupon.customer, coupon.claimed_at = S.CLAIMED, customer, now
+        coupon.expires_at = terms.expires_at(now)
+    elif customer is not None and coupon.customer_id and coupon.customer_id != customer.pk:
+        raise CouponActionError(
+            f"The coupon belongs to another customer than {customer.external_id}.", code="wrong_customer"
+        )
+    if terms.is_gift_card:
+        return _redeem_gift_card(coupon, terms, actor, amount, now)
+    if amount is not None:
+        raise CouponActionError("Only gift cards are redeemed with an amount.", code="amount_not_allowed")
+    RULES["redeem"].check(coupon)
+    coupon.status = S.REDEEMED
+    coupon.usages += 1
+    coupon.save(update_fields=["status", "usages", "customer", "claimed_at", "expires_at"])
+    if coupon.customer_id:
+        _event(EventAction.REDEEM, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now)
+    return coupon
+
+
+def _redeem_gift_card(coupon: Coupon, terms, actor: Actor, amount, now) -> Coupon:
+    RULES["redeem_gift_card"].check(coupon)
+    balance = coupon.current_balance
+    if amount is None:
+        amount = balance
+    amount = Decimal(amount).quantize(Decimal("0.01"))
+    if amount <= 0:
+        raise CouponActionError("Enter an amount of at least 0.01.", code="amount_invalid")
+    if amount > balance:
+        raise CouponActionError(
+            f"The gift card's balance is {balance}; {amount} cannot be taken from it.", code="insufficient_balance"
+        )
+    if terms.minimum_redemption_value and amount < terms.minimum_redemption_value and amount != balance:
+        raise CouponActionError(
+            f"Each redemption must use at least {terms.minimum_redemption_value} of this gift card.",
+            code="below_minimum_redemption",
+        )
+    GiftCardRedemption.objects.create(
+        coupon=coupon, amount=amount, balance_before=balance, status_before=coupon.status
+    )
+    coupon.balance = balance - amount
+    coupon.usages += 1
+    if coupon.balance == 0:
+        coupon.status = S.REDEEMED
+    elif terms.minimum_value and coupon.balance < terms.minimum_value:
+        coupon.status = S.INVALID  # SPEC: a balance below the minimum value voids the card
+    else:
+        coupon.status = S.PARTIALLY_REDEEMED
+    coupon.save(update_fields=["status", "usages", "balance", "customer", "claimed_at", "expires_at"])
+    if coupon.customer_id:
+        _event(
+            EventAction.REDEEM, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now,
+            amount=amount, balance=coupon.balance,
+        )
+    return coupon
+
+
+@transaction.atomic
+def coupon_unredeem(*, coupon: Coupon, actor: Actor) -> Coupon:
+    """Undo a redemption (a gift card: its newest one, restoring the balance)."""
+    coupon = _lock(coupon)
+    now = timezone.now()
+    if not coupon.effective_terms.is_gift_card:
+        RULES["unredeem"].check(coupon)
+        coupon.status = S.CLAIMED
+        coupon.usages = max(coupon.usages - 1, 0)
+        coupon.save(update_fields=["status", "usages"])
+        data = {}
+    else:
+        RULES["unredeem_gift_card"].check(coupon)
+        last = (
+            GiftCardRedemption.objects.select_for_update()
+            .filter(coupon=coupon, reversed_at__isnull=True)
+            .order_by("-id")
+            .first()
+        )
+        if last is None:
+            raise CouponActionError("This gift card has no redemption to undo.", code="nothing_to_undo")
+        last.reversed_at = now
+        last.save(update_fields=["reversed_at"])
+        coupon.balance = last.balance_before
+        coupon.status = last.status_before if last.status_before != S.UNASSIGNED else S.CLAIMED
+        coupon.usages = max(coupon.usages - 1, 0)
+        coupon.save(update_fields=["status", "usages", "balance"])
+        data = {"amount": last.amount, "balance": coupon.balance}
+    if coupon.customer_id:
+        _event(EventAction.UNREDEEM, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now, **data)
+    return coupon
+
+
+SINGLE_ACTIONS = {
+    "invalidate": coupon_invalidate,
+    "unassign": coupon_unassign,
+    "redeem": coupon_redeem,
+    "unredeem": coupon_unredeem,
+    "transfer": coupon_transfer,
+}
