@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Lower
+from django.db.models.functions import Upper
 
 from pools.models import CouponPool, CouponTerms
 
@@ -45,19 +45,32 @@ class Customer(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            models.Index(Lower("email"), name="customer_email_lower"),
+            # Django's email__iexact compiles to UPPER(email) = UPPER(%s).
+            models.Index(Upper("email"), name="customer_email_upper"),
         ]
 
     def __str__(self) -> str:
         return self.external_id
 
 
+class CodeField(models.CharField):
+    """A coupon code column in byte order: COLLATE "C" on PostgreSQL.
+
+    Byte order lets a prefix search (LIKE 'ABC%') use the unique index, so no second
+    varchar_pattern_ops index is needed. SQLite compares bytes (BINARY) already and
+    has no collation named "C".
+    """
+
+    def db_parameters(self, connection):
+        params = super().db_parameters(connection)
+        params["collation"] = "C" if connection.vendor == "postgresql" else None
+        return params
+
+
 class Coupon(models.Model):
     pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="coupons", db_index=False)
     terms = models.ForeignKey(CouponTerms, on_delete=models.PROTECT, related_name="+", db_index=False)
-    # COLLATE "C": byte order, so a prefix search (LIKE 'ABC%') can use the unique
-    # index, and no second varchar_pattern_ops index is needed.
-    code = models.CharField(max_length=64, db_collation="C")
+    code = CodeField(max_length=64)
     # Generic literal codes (a pattern without placeholders) repeat: one row per holder.
     shared_code = models.BooleanField(default=False)
     status = models.PositiveSmallIntegerField(choices=CouponStatus.choices, default=CouponStatus.UNASSIGNED)
@@ -85,6 +98,8 @@ class Coupon(models.Model):
             models.Index(fields=["customer", "-id"], name="coupon_customer", condition=Q(customer__isnull=False)),
             models.Index(fields=["pool", "claimed_at"], name="coupon_pool_claimed", condition=Q(claimed_at__isnull=False)),
             models.Index(fields=["pool", "expires_at"], name="coupon_pool_expires", condition=Q(expires_at__isnull=False)),
+            # Generic codes (repeating, outside the unique index); see selectors.code_q.
+            models.Index(fields=["code"], name="coupon_shared_code", condition=Q(shared_code=True)),
             # The expiry task: only live claimed coupons that carry a date.
             models.Index(
                 fields=["expires_at"],

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from django.core.cache import cache
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -37,7 +38,10 @@ def count_or_estimate(queryset: QuerySet) -> int:
 def estimate_count(queryset: QuerySet) -> int | None:
     if connection.vendor != "postgresql":
         return None
-    sql, params = queryset.values("pk").query.sql_with_params()
+    try:
+        sql, params = queryset.values("pk").query.sql_with_params()
+    except EmptyResultSet:
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN {sql}", params)
         first_line = cursor.fetchone()[0]
@@ -66,9 +70,26 @@ def coupons_search(queryset: QuerySet[Coupon], *, text: str, mode: str = "prefix
     text = text.strip()
     if not text:
         return queryset
-    by_code = Q(code=text) if mode == "exact" else Q(code__startswith=text)
-    customers = Customer.objects.filter(Q(external_id=text) | Q(email__iexact=text)).values("pk")
-    return queryset.filter(by_code | Q(customer__in=customers))
+    by_code = code_q(text, prefix=mode != "exact")
+    # A short list of ids, not a subquery: "code index OR customer index" then stays
+    # two index scans instead of a scan of the whole pool.
+    customer_ids = list(
+        Customer.objects.filter(Q(external_id=text) | Q(email__iexact=text)).values_list("pk", flat=True)[:100]
+    )
+    if customer_ids:
+        return queryset.filter(by_code | Q(customer_id__in=customer_ids))
+    return queryset.filter(by_code)
+
+
+def code_q(text: str, *, prefix: bool = False) -> Q:
+    """Match a code (exactly or by prefix), written so PostgreSQL can use its indexes.
+
+    The unique index on ``code`` is partial (generic codes repeat), so a query must
+    state ``shared_code = false`` for the planner to use it; the generic codes have
+    their own small partial index.
+    """
+    match = Q(code__startswith=text) if prefix else Q(code=text)
+    return (Q(shared_code=False) & match) | (Q(shared_code=True) & match)
 
 
 @dataclass

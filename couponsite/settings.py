@@ -11,7 +11,6 @@ from pathlib import Path
 import environ
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("COUPONS_VAR_DIR", default=str(BASE_DIR / "var")))
 
 env = environ.Env(
     DEBUG=(bool, False),
@@ -19,6 +18,7 @@ env = environ.Env(
 )
 if (BASE_DIR / ".env").exists():
     env.read_env(BASE_DIR / ".env")
+VAR_DIR = Path(env.str("COUPONS_VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env("DEBUG")
 SECRET_KEY = env.str("SECRET_KEY", default="insecure-dev-key-change-me" if DEBUG else "")

@@ -8,5 +8,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("pools/", include("pools.urls")),
+    path("", include("coupons.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -17,6 +17,16 @@ class CouponPoolAdmin(admin.ModelAdmin):
     filter_horizontal = ("stores", "products")
     readonly_fields = ("current_terms", "generation_started_at", "created_at", "updated_at", "created_by")
 
+    def get_list_filter(self, request):
+        # Group names of other teams are not for everyone's eyes.
+        return self.list_filter if request.user.is_superuser else ("source", "coupon_type")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user_group" and not request.user.is_superuser:
+            # Same rule as the Management UI: only a group the user belongs to.
+            kwargs["queryset"] = request.user.groups.all()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_queryset(self, request):
         # Staff users outside a pool's group must not see it here either.
         return super().get_queryset(request).filter(pool_visibility_filter(request.user))

@@ -54,7 +54,7 @@ class PoolForm(BootstrapModelForm):
         widgets = {
             "source": forms.RadioSelect,
             "excluded_phrases": forms.Textarea(attrs={"rows": 3}),
-            "callback_api_key": forms.PasswordInput(render_value=True),
+            "callback_api_key": forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
             "stores": forms.SelectMultiple(attrs={"size": 4}),
             "products": forms.SelectMultiple(attrs={"size": 4}),
             "pattern": forms.TextInput(
@@ -81,6 +81,10 @@ class PoolForm(BootstrapModelForm):
         self.fields["user_group"].empty_label = "No group: every user can see this pool"
         for name in ("value", "minimum_value", "minimum_redemption_value", "purchase_minimum"):
             self.fields[name].widget.attrs.update({"step": "0.01", "min": "0.01"})
+        if self.instance.pk and self.instance.callback_api_key:
+            self.fields["callback_api_key"].help_text = (
+                "A key is stored. Leave empty to keep it, or type a new one to replace it."
+            )
         if self.instance.pk and self.instance.source_locked:
             for name in ("source", "pattern"):
                 self.fields[name].disabled = True
@@ -109,6 +113,13 @@ class PoolForm(BootstrapModelForm):
             "update_method": self.cleaned_data.get("update_method") or UpdateMethod.NONE,
             "matching": bool(self.cleaned_data.get("update_matching")),
         }
+
+    def clean_callback_api_key(self):
+        # The stored key is never sent back to the browser; empty on edit keeps it.
+        value = self.cleaned_data.get("callback_api_key") or ""
+        if not value and self.instance.pk:
+            return self.instance.callback_api_key
+        return value
 
     def clean_currency(self):
         return (self.cleaned_data.get("currency") or "").strip().upper()

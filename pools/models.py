@@ -96,6 +96,7 @@ class PeriodUnit(models.TextChoices):
 
 
 PATTERN_SOURCES = (PoolSource.GENERATED, PoolSource.BULK)
+MAX_PERIOD = {"day": 36_500, "week": 5_200, "month": 1_200, "year": 100}
 GIFT_CARD_ONLY_FIELDS = ("currency", "minimum_value", "minimum_redemption_value")
 BULK_ONLY_FIELDS = ("excluded_characters", "excluded_phrases")
 REMOTE_ONLY_FIELDS = ("callback_url", "callback_api_key")
@@ -385,6 +386,8 @@ class CouponPool(models.Model):
         def refuse(field: str, message: str) -> None:
             errors.setdefault(field, []).append(message)
 
+        if self.name is not None and not self.name.strip():
+            refuse("name", "Enter a name.")
         self._clean_source_fields(refuse)
         self._clean_type_fields(refuse)
         self._clean_expiration(refuse)
@@ -477,10 +480,17 @@ class CouponPool(models.Model):
                 )
 
     def _clean_expiration(self, refuse) -> None:
-        if self.expiration_period_count and not self.expiration_period_unit:
+        count, unit = self.expiration_period_count, self.expiration_period_unit
+        if count and not unit:
             refuse("expiration_period_unit", "Choose days, weeks, months or years.")
-        if self.expiration_period_unit and not self.expiration_period_count:
+        if unit and not count:
             refuse("expiration_period_count", "Enter how many, or clear the unit.")
+        if count and unit in MAX_PERIOD and count > MAX_PERIOD[unit]:
+            refuse(
+                "expiration_period_count",
+                f"At most {MAX_PERIOD[unit]:,} {PeriodUnit(unit).label}: a coupon cannot be valid "
+                "for more than 100 years.",
+            )
 
     def _clean_locked_fields(self, refuse) -> None:
         if not self.pk or not self.source_locked:

@@ -21,3 +21,11 @@ def pool_get_visible(*, user, pk: int) -> CouponPool:
     """The pool, or 404 for a pool that does not exist or that the user may not see."""
     return get_object_or_404(pool_list_visible(user=user), pk=pk)
 
+
+
+def pool_get_by_reference(reference: str) -> CouponPool:
+    """A pool by numeric id or external id (for management commands)."""
+    match = Q(external_id=reference)
+    if reference.isdigit():
+        match |= Q(pk=int(reference))
+    return CouponPool.objects.get(match)

@@ -1,4 +1,5 @@
 from django.contrib import messages
+from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -24,17 +25,20 @@ class PoolListView(SingleTableMixin, FilterView):
         return selectors.pool_list_visible(user=self.request.user)
 
 
-class PoolFormView(FormView):
+class PoolFormView(PermissionRequiredMixin, FormView):
     """Create (no pk) or edit (pk) a pool; writes go through the services."""
 
     form_class = PoolForm
     template_name = "pools/pool_form.html"
     pool: CouponPool | None = None
 
-    def dispatch(self, request, *args, **kwargs):
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
         if "pk" in kwargs:
             self.pool = selectors.pool_get_visible(user=request.user, pk=kwargs["pk"])
-        return super().dispatch(request, *args, **kwargs)
+
+    def get_permission_required(self):
+        return ["pools.change_couponpool" if self.pool else "pools.add_couponpool"]
 
     def get_form_kwargs(self):
         kwargs = super().get_form_kwargs()
@@ -94,8 +98,7 @@ class CombinationsView(View):
                 )
                 context["min_placeholders"] = patterns.MIN_BULK_PLACEHOLDERS
                 if pattern.excluded_phrases and not pattern.is_generic:
-                    share = patterns.estimate_phrase_share(pattern)
-                    context["phrase_percent"] = f"{share * 100:.2g}"
+                    context["phrase_percent"] = percent_text(patterns.estimate_phrase_share(pattern))
         return render(request, "pools/_combinations.html", context)
 
 
@@ -119,7 +122,18 @@ class UpdatePreviewView(View):
         return render(request, "pools/_update_preview.html", context)
 
 
-class ModuleSettingsView(FormView):
+def percent_text(share: float) -> str:
+    """0.0004 -> "0.04", 0.9999 -> "more than 99.9", 0 -> "less than 0.01"."""
+    percent = share * 100
+    if percent < 0.01:
+        return "less than 0.01"
+    if percent > 99.9:
+        return "more than 99.9"
+    return f"{percent:.2f}".rstrip("0").rstrip(".") if percent < 10 else f"{percent:.1f}".rstrip("0").rstrip(".")
+
+
+class ModuleSettingsView(PermissionRequiredMixin, FormView):
+    permission_required = "pools.change_modulesettings"
     form_class = ModuleSettingsForm
     template_name = "pools/settings.html"
 

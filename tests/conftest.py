@@ -23,3 +23,56 @@ def manager_client(client, manager):
 def admin_client_(client, superuser):
     client.force_login(superuser)
     return client
+
+
+class WorkerProcess:
+    """A real ``celery worker`` subprocess on the test broker and the test database."""
+
+    def __init__(self, process):
+        self.process = process
+
+    def wait_for(self, load, done, timeout=60):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = load()
+            if done(value):
+                return value
+            assert self.process.poll() is None, "the worker died"
+            time.sleep(0.2)
+        raise AssertionError("timed out waiting for the worker")
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db):
+    """Start a worker that uses the test database (tests must be transactional)."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from django.db import connection
+
+    from couponsite.celery import app
+
+    app.control.purge()
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "couponsite", "worker", "--pool=solo", "--without-gossip",
+         "--without-mingle", "--loglevel=WARNING", f"--hostname={queue}@localhost", "-Q", queue],
+        cwd=Path(__file__).resolve().parents[1], env=env,
+    )
+    app.conf.task_default_queue = queue
+    try:
+        yield WorkerProcess(process)
+    finally:
+        app.conf.task_default_queue = "celery"
+        process.terminate()
+        process.wait(timeout=30)

@@ -21,6 +21,14 @@ class UserFactory(factory.django.DjangoModelFactory):
         if create and extracted:
             self.groups.add(*extracted)
 
+    @factory.post_generation
+    def manager(self, create, extracted, **kwargs):
+        """Loyalty managers by default; pass manager=False for a read-only user."""
+        if create and extracted is not False:
+            from couponsite.permissions import manager_permissions
+
+            self.user_permissions.add(*manager_permissions())
+
 
 class GroupFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -90,3 +90,42 @@ def test_demo_setup_prints_the_login_and_is_idempotent(capsys):
     user = get_user_model().objects.get(username="demo")
     assert user.is_superuser and user.check_password("demo-coupons")
     assert get_user_model().objects.filter(username="demo").count() == 1
+
+
+def test_embedded_default_worker_runs_a_real_task(tmp_path):
+    """`make run`'s setup: SQLite and the file-system broker, with a real worker."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update({"DEBUG": "true", "COUPONS_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "couponsite.settings"})
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    seed = (
+        "from datetime import timedelta; from django.utils import timezone;"
+        "from pools.services import pool_create; from coupons.models import Coupon, Customer;"
+        "p = pool_create(actor=None, name='p', source='uploaded', coupon_type='amount', value=1);"
+        "c = Customer.objects.create(external_id='C1');"
+        "Coupon.objects.create(pool=p, terms=p.current_terms, code='OLD-1', status=2, customer=c,"
+        " claimed_at=timezone.now() - timedelta(days=40), expires_at=timezone.now() - timedelta(days=10))"
+    )
+    subprocess.run([*manage, "shell", "-c", seed], cwd=ROOT, env=env, check=True, timeout=60)
+    log = open(tmp_path / "worker.log", "w")  # noqa: SIM115 - closed in finally
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "couponsite", "worker", "--pool=solo", "--loglevel=INFO",
+         "--without-mingle", "--without-gossip"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        subprocess.run([sys.executable, "-m", "celery", "-A", "couponsite", "call", "coupons.tasks.expire_coupons"],
+                       cwd=ROOT, env=env, check=True, timeout=60, capture_output=True)
+        check = "from coupons.models import Coupon; print(Coupon.objects.get(code='OLD-1').status)"
+        deadline = time.monotonic() + 60
+        status = ""
+        while time.monotonic() < deadline and status != "5":
+            time.sleep(0.5)
+            output = subprocess.run([*manage, "shell", "-c", check], cwd=ROOT, env=env, capture_output=True,
+                                    text=True, timeout=60).stdout.strip()
+            status = output.splitlines()[-1] if output else ""
+        assert status == "5", (tmp_path / "worker.log").read_text()  # 5: CouponStatus.EXPIRED
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        log.close()

@@ -108,6 +108,11 @@ def test_a_complete_gift_card_pool_is_stored_with_every_field():
         ({"expiration_period_unit": "day"}, "expiration_period_count", "Enter how many"),
         ({"expiration_period_count": 0, "expiration_period_unit": "day"},
          "expiration_period_count", "greater than or equal to 1"),
+        ({"expiration_period_count": 101, "expiration_period_unit": "year"},
+         "expiration_period_count", "At most 100 years"),
+        ({"expiration_period_count": 1201, "expiration_period_unit": "month"},
+         "expiration_period_count", "At most 1,200 months"),
+        ({"name": "   "}, "name", "Enter a name"),
     ],
 )
 def test_spec_rules_are_refused_with_a_clear_message(overrides, field, message):

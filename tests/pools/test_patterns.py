@@ -1,7 +1,9 @@
 """The pattern engine on its own: parsing, exact counts, CSPRNG generation."""
 
 import math
+import random
 import string
+import time
 from unittest import mock
 
 import numpy as np
@@ -62,6 +64,26 @@ class TestParsing:
     def test_excluded_phrases_one_per_line_lowercased(self):
         assert patterns.parse_excluded_phrases("Bad\n\n  WORD \nbad\n") == ("bad", "word")
 
+    def test_at_most_500_excluded_phrases(self):
+        phrases = [f"w{n:03d}" for n in range(501)]
+        assert len(patterns.parse_excluded_phrases("\n".join(phrases[:500]))) == 500
+        assert len(patterns.parse_excluded_phrases("\n".join(phrases[:500] * 2))) == 500
+        with pytest.raises(PatternError, match="at most 500 excluded phrases, not 501") as error:
+            patterns.parse_excluded_phrases("\n".join(phrases))
+        assert error.value.field == "excluded_phrases"
+        with pytest.raises(PatternError, match="at most 500 excluded phrases") as error:
+            parse_pattern("A-$$$$$$", "", phrases)  # a list is held to the same limit
+        assert error.value.field == "excluded_phrases"
+
+    def test_excluded_phrases_are_at_most_32_characters(self):
+        assert patterns.parse_excluded_phrases("x" * 32) == ("x" * 32,)
+        with pytest.raises(PatternError, match='"abcdefghijklmnopqrstuvwxyz0123456" is 33') as error:
+            patterns.parse_excluded_phrases("fine\nABCDEFGHIJKLMNOPQRSTUVWXYZ0123456")
+        assert error.value.field == "excluded_phrases"
+        assert "at most 32 characters" in str(error.value)
+        with pytest.raises(PatternError, match="at most 32 characters"):
+            parse_pattern("A-$$$$$$", "", ["y" * 33])
+
     def test_phrase_in_the_fixed_text_is_refused(self):
         with pytest.raises(PatternError, match='"ring" is part of the pattern') as error:
             parse_pattern("SPRING-$$$$", "", "ring")
@@ -113,10 +135,32 @@ class TestGeneration:
         with pytest.raises(PatternError, match="only 100 combinations"):
             parse_pattern("##").generate(101)
 
-    def test_codes_are_drawn_from_the_operating_system_csprng(self):
-        with mock.patch("pools.patterns.os.urandom", wraps=patterns.os.urandom) as urandom:
-            parse_pattern("$$$$$$").generate(10)
-        assert urandom.called
+    @pytest.mark.parametrize(
+        "text, stream, expected",
+        [
+            ("#", [7], "7"),
+            ("^", [2], "C"),
+            ("X-#^", [7], "X-7H"),
+            ("@", [26 + 4], "e"),  # bytes are reduced modulo the character set size
+            ("#", [252, 3], "3"),  # 252 >= 250 would bias the digits: rejected, 3 is used
+        ],
+    )
+    def test_codes_are_drawn_from_the_operating_system_csprng(self, text, stream, expected):
+        def urandom(n):  # known "random" bytes: the code must be exactly what they dictate
+            return bytes(stream * n)[:n]
+
+        with mock.patch("pools.patterns.generation.os.urandom", side_effect=urandom) as fake:
+            assert parse_pattern(text).generate(1) == [expected]
+        assert fake.called
+
+    def test_shuffle_of_a_whole_space_is_ordered_by_csprng_keys(self):
+        # Enumeration gives combination i the i-th little-endian uint64 as its sort key:
+        # descending keys must give the combinations in reverse order.
+        def urandom(n):
+            return np.arange(n // 8, 0, -1, dtype="<u8").tobytes()
+
+        with mock.patch("pools.patterns.generation.os.urandom", side_effect=urandom):
+            assert parse_pattern("#").generate(10) == list("9876543210")
 
     def test_characters_are_uniformly_distributed(self):
         # 36 symbols do not divide 256: without rejection sampling the first 4 symbols
@@ -133,8 +177,52 @@ class TestGeneration:
 
     def test_phrases_that_rule_out_everything_end_with_an_error(self):
         pattern = parse_pattern("#", "", "\n".join(string.digits))
-        with pytest.raises(PatternError, match="leave too few combinations"):
+        with pytest.raises(PatternError, match="leave too few combinations") as error:
             pattern.generate(1)
+        assert error.value.field == "excluded_phrases"
+        assert "only 0 of 10" in str(error.value)
+
+    def test_phrases_longer_than_8_characters_are_honoured(self):
+        # Ten binary digits: 1,024 codes; 5 contain a phrase ("010101010" at 0 or 1, or 1*10).
+        pattern = parse_pattern("#" * 10, "2,3,4,5,6,7,8,9", "010101010\n1111111111")
+        contain = {"0101010100", "0101010101", "0010101010", "1010101010", "1111111111"}
+        codes = pattern.generate(1019)  # more than half: every combination is enumerated
+        assert set(codes) == {f"{n:010b}" for n in range(1024)} - contain
+        sampled = pattern.generate(300)  # fewer: drawn at random
+        assert not set(sampled) & contain and len(set(sampled)) == 300
+        with pytest.raises(PatternError, match=r"leave too few .* \(only 1,019 of 1,024\)"):
+            pattern.generate(1020)
+
+    def test_long_phrases_are_found_in_any_case_and_position(self):
+        generator = patterns.Generator(parse_pattern("*" * 40, "", "SpringSale2024\nab"))
+        rows = ["x" * 40, "x" * 26 + "sPRINGsALE2024", "SPRINGSALE2024" + "x" * 26,
+                "x" * 13 + "springsale202" + "x" * 14, "x" * 39 + "A", "x" * 38 + "aB"]
+        matrix = np.frombuffer("".join(rows).encode(), dtype=np.uint8).reshape(len(rows), 40)
+        assert generator._phrase_free(matrix).tolist() == [True, False, False, True, True, False]
+
+    def test_many_phrases_do_not_slow_generation_down(self):
+        # Matching is one lookup per phrase length, not per phrase: 500 phrases used to make
+        # generation ~550x slower. A generous bound; it takes well under a second.
+        rng = random.Random(500)
+        phrases: set[str] = set()
+        while len(phrases) < 500:  # 3 to 12 characters, so long phrases are in the mix too
+            length = rng.choice([3, 4, 4, 5, 5, 6, 7, 8, 10, 12])
+            phrases.add("".join(rng.choices(string.ascii_lowercase + "23456789", k=length)))
+        pattern = parse_pattern("SPRING-$$$$$$$$", "O,0,I,1", "\n".join(sorted(phrases)))
+        assert len(pattern.excluded_phrases) == 500
+        started = time.perf_counter()
+        codes = pattern.generate(200_000)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 5, elapsed
+        assert len(set(codes)) == 200_000
+        assert not _codes_containing(codes, pattern.excluded_phrases)
+        # The phrases do bite: about 1 in 100 random codes contains one.
+        assert patterns.estimate_phrase_share(pattern) > 0.003
+
+    def test_every_combination_can_be_asked_for(self):
+        codes = parse_pattern("####").generate(10_000)
+        assert sorted(codes) == [f"{n:04d}" for n in range(10_000)]
+        assert codes != sorted(codes)  # still in a random order
 
     def test_lines_are_ready_for_copy(self):
         lines = parse_pattern("AB-####").generate_lines(3)
@@ -150,6 +238,19 @@ class TestGeneration:
         pattern = parse_pattern("#", "", "1\n2\n3\n4\n5")
         assert 0.4 < patterns.estimate_phrase_share(pattern) < 0.6
         assert patterns.estimate_phrase_share(parse_pattern("####")) == 0.0
+
+
+def _codes_containing(codes, phrases):
+    """Codes that contain a phrase, any case: every window compared as a byte string
+    (independent of the engine's packed keys and hashes, and fast enough for 500 phrases)."""
+    matrix = np.frombuffer("".join(codes).lower().encode(), np.uint8).reshape(len(codes), -1)
+    hit = np.zeros(len(codes), dtype=bool)
+    for n in {len(p) for p in phrases}:
+        wanted = [p.encode() for p in phrases if len(p) == n]
+        for start in range(matrix.shape[1] - n + 1):
+            windows = np.ascontiguousarray(matrix[:, start : start + n]).view(f"S{n}").ravel()
+            hit |= np.isin(windows, wanted)
+    return [code for code, found in zip(codes, hit, strict=True) if found]
 
 
 placeholder = st.sampled_from(sorted(PLACEHOLDERS))
@@ -174,7 +275,8 @@ def test_every_code_matches_its_pattern_and_avoids_exclusions(text, excluded, ph
     try:
         codes = pattern.generate(count)
     except PatternError as exc:
-        assert "leave too few combinations" in str(exc)  # phrases excluded too much of a tiny pattern
+        # Only phrases can rule out too much of a (tiny) pattern.
+        assert phrases and "leave too few combinations" in str(exc), (text, excluded, count)
         return
     assert len(codes) == count == len(set(codes))
     lowered_phrases = [p.lower() for p in phrases]
@@ -199,10 +301,19 @@ def test_combination_count_is_the_product_of_character_set_sizes(text, excluded)
     assert pattern.combinations == expected
 
 
-@pytest.mark.parametrize("text", ["###", "#" * 30])  # 64-bit keys, and byte-string keys
+@pytest.mark.parametrize("text", ["###", "#" * 30, "X-" + "*" * 20])  # exact keys, hash keys
 def test_collisions_are_dropped_keeping_first_occurrences_in_order(text):
-    generator = patterns._Generator(parse_pattern(text))
+    generator = patterns.Generator(parse_pattern(text))
     rows = generator.distinct(5)
     with_repeats = np.concatenate([rows, rows[[1, 3]], rows[[1]]])
     kept = generator._without_duplicates(with_repeats)
+    assert kept.tolist() == rows.tolist()
+
+
+def test_codes_sharing_a_hash_key_are_told_apart_by_their_bytes():
+    generator = patterns.Generator(parse_pattern("X-" + "*" * 20))  # > 63 bits: hash keys
+    rows = generator.distinct(4)
+    with_repeat = np.concatenate([rows, rows[[2]]])
+    with mock.patch.object(generator, "_keys", return_value=np.zeros(5, dtype=np.uint64)):
+        kept = generator._without_duplicates(with_repeat)  # as if all five keys collided
     assert kept.tolist() == rows.tolist()

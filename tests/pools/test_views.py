@@ -251,3 +251,57 @@ def test_staff_outside_a_group_does_not_see_its_pools_in_admin(client):
     client.force_login(staff)
     html = client.get(reverse("admin:pools_couponpool_changelist")).content.decode()
     assert "Open pool" in html and "Team pool" not in html
+
+
+class TestPermissions:
+    def test_read_only_user_cannot_write(self, client):
+        pool = PoolFactory()
+        client.force_login(UserFactory(username="reader", manager=False))
+        assert client.get(reverse("pools:list")).status_code == 200
+        assert client.get(reverse("pools:create")).status_code == 403
+        assert client.post(reverse("pools:create"), FORM).status_code == 403
+        assert client.post(reverse("pools:edit", args=[pool.pk]), FORM).status_code == 403
+        assert client.post(reverse("pools:settings"), {"auto_redeem": "on"}).status_code == 403
+        assert not CouponPool.objects.filter(name=FORM["name"]).exists()
+        assert ModuleSettings.load().auto_redeem is False
+
+    def test_demo_setup_creates_the_manager_group(self):
+        from django.core.management import call_command
+
+        from couponsite.permissions import MANAGER_GROUP
+
+        call_command("demo_setup", stdout=__import__("io").StringIO())
+        user = UserFactory(username="newbie", manager=False)
+        user.groups.add(__import__("django.contrib.auth.models", fromlist=["Group"]).Group.objects.get(name=MANAGER_GROUP))
+        user = type(user).objects.get(pk=user.pk)
+        assert user.has_perms(["pools.add_couponpool", "coupons.change_coupon", "pools.change_modulesettings"])
+
+
+def test_admin_offers_only_own_groups_to_staff(client):
+    from django.contrib.auth.models import Permission
+
+    mine, other = GroupFactory(name="Mine"), GroupFactory(name="Theirs")
+    staff = UserFactory(username="staffer2", is_staff=True, groups=[mine])
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_couponpool", "view_couponpool"]))
+    client.force_login(staff)
+    html = client.get(reverse("admin:pools_couponpool_add")).content.decode()
+    assert ">Mine<" in html and ">Theirs<" not in html
+
+
+def test_callback_api_key_is_never_sent_back_and_kept_when_left_empty(manager_client):
+    pool = PoolFactory(source="remote", callback_url="https://partner.example/coupons", callback_api_key="s3cr3t-key")
+    html = manager_client.get(reverse("pools:edit", args=[pool.pk])).content.decode()
+    assert "s3cr3t-key" not in html and "A key is stored" in html
+    data = {"name": "Renamed", "source": "remote", "callback_url": "https://partner.example/coupons",
+            "callback_api_key": "", "coupon_type": "amount", "value": "10"}
+    assert manager_client.post(reverse("pools:edit", args=[pool.pk]), data).status_code == 302
+    pool.refresh_from_db()
+    assert (pool.name, pool.callback_api_key) == ("Renamed", "s3cr3t-key")
+
+
+@pytest.mark.parametrize("share, text", [(0.0, "less than 0.01"), (0.0004, "0.04"), (0.123, "12.3"),
+                                         (0.9995, "more than 99.9"), (0.05, "5")])
+def test_phrase_share_is_readable(share, text):
+    from pools.views import percent_text
+
+    assert percent_text(share) == text

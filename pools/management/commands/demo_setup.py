@@ -5,6 +5,7 @@ import os
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from couponsite.permissions import MANAGER_GROUP, manager_group_ensure
 from pools.models import ModuleSettings, Product, Store
 
 DEMO_STORES = [("Flagship store, Budapest", "STORE-BUD-01"), ("Outlet, Vienna", "STORE-VIE-02")]
@@ -30,10 +31,13 @@ class Command(BaseCommand):
         for name, sku in DEMO_PRODUCTS:
             Product.objects.get_or_create(sku=sku, defaults={"name": name})
         ModuleSettings.load()
+        manager_group_ensure()
         self.stdout.write(
             self.style.SUCCESS(
                 f"\n  Demo login ({'created' if created else 'reset'}): "
                 f"username '{username}', password '{password}'\n"
                 "  Open http://127.0.0.1:8000/ and log in.\n"
+                f"  Give other users the \u201c{MANAGER_GROUP}\u201d group (Admin > Users) to let them "
+                "create pools and act on coupons.\n"
             )
         )

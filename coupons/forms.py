@@ -1,0 +1,22 @@
+from django import forms
+
+from couponsite.forms import BootstrapFormMixin
+
+
+class TransferForm(BootstrapFormMixin, forms.Form):
+    customer_id = forms.CharField(label="Target customer ID", required=False, max_length=128)
+    email = forms.EmailField(label="Target customer email", required=False)
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("customer_id") and not data.get("email"):
+            raise forms.ValidationError("Enter the target customer's ID, email, or both.")
+        return data
+
+
+class AssignForm(BootstrapFormMixin, forms.Form):
+    pool = forms.ModelChoiceField(queryset=None, label="Coupon pool", empty_label="Choose a pool")
+
+    def __init__(self, *args, pools, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["pool"].queryset = pools

@@ -1,0 +1,156 @@
+from urllib.parse import quote
+
+import django_tables2 as tables
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.html import format_html, format_html_join
+
+from couponsite.tables import BaseTable
+from pools.models import CouponType
+
+from .models import Coupon, CouponStatus, Customer
+
+STATUS_BADGES = {
+    CouponStatus.UNASSIGNED: "text-bg-light border",
+    CouponStatus.CLAIMED: "text-bg-primary",
+    CouponStatus.PARTIALLY_REDEEMED: "text-bg-info",
+    CouponStatus.REDEEMED: "text-bg-success",
+    CouponStatus.EXPIRED: "text-bg-warning",
+    CouponStatus.INVALID: "text-bg-secondary",
+}
+
+
+def status_badge(status: int):
+    return format_html('<span class="badge {}">{}</span>', STATUS_BADGES[status], CouponStatus(status).label)
+
+
+def coupon_value(coupon: Coupon) -> str:
+    terms = coupon.effective_terms
+    if terms.coupon_type == CouponType.FREE_SHIPPING:
+        return "Free shipping"
+    if terms.coupon_type == CouponType.PERCENTAGE:
+        return f"{terms.value}%"
+    if terms.coupon_type == CouponType.GIFT_CARD:
+        return f"{coupon.current_balance} / {terms.value} {terms.currency}".strip()
+    return f"{terms.value}"
+
+
+def local(value, fmt: str) -> str:
+    return date_format(timezone.localtime(value), fmt) if value else ""
+
+
+def row_menu(coupon: Coupon, next_url: str):
+    """The hamburger menu with the actions the coupon's status allows.
+
+    Rendered in Python, not with a template per row: on a 50-row page that is the
+    difference between ~10 and ~50 ms.
+    """
+    from .templatetags.coupon_tags import row_actions
+
+    actions = row_actions(coupon)
+    if not actions:
+        return ""
+    items = format_html_join(
+        "",
+        '<li><button type="button" class="dropdown-item" data-row-action="{}" hx-get="{}?next={}" '
+        'hx-target="#dialog-content" data-bs-toggle="modal" data-bs-target="#dialog">{}</button></li>',
+        ((name, reverse("coupons:coupon_action", args=[coupon.pk, name]), quote(next_url, safe=""), label)
+         for name, label in actions),
+    )
+    return format_html(
+        '<div class="dropdown text-end"><button class="btn btn-sm btn-outline-secondary" type="button" '
+        'data-bs-toggle="dropdown" aria-expanded="false" aria-label="Actions for {}">'
+        '<i class="bi bi-list" aria-hidden="true"></i></button>'
+        '<ul class="dropdown-menu dropdown-menu-end">{}</ul></div>',
+        coupon.code, items,
+    )
+
+
+class CouponTable(BaseTable):
+    selected = tables.CheckBoxColumn(
+        accessor="pk",
+        attrs={
+            "th__input": {"id": "select-page", "aria-label": "Select all coupons on this page"},
+            "td__input": {"class": "form-check-input row-check", "aria-label": "Select coupon"},
+        },
+    )
+    code = tables.Column(attrs={"td": {"class": "font-monospace"}})
+    customer = tables.Column(empty_values=(None,), default="")
+    claimed_at = tables.Column(verbose_name="Claimed at", empty_values=())
+    expires_at = tables.Column(verbose_name="Expiration date", empty_values=())
+    value = tables.Column(verbose_name="Value / balance", empty_values=(), accessor="pk")
+    status = tables.Column()
+    usages = tables.Column(attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})
+    actions = tables.Column(verbose_name="", orderable=False, empty_values=(), accessor="pk")
+
+    class Meta(BaseTable.Meta):
+        model = Coupon
+        fields = ("selected", "code", "customer", "claimed_at", "expires_at", "value", "status", "usages", "actions")
+        orderable = False
+        empty_text = "No coupons match."
+
+    def render_claimed_at(self, record: Coupon):
+        return local(record.claimed_at, "Y-m-d H:i")
+
+    def render_expires_at(self, record: Coupon):
+        return local(record.expires_at, "Y-m-d")
+
+    def render_actions(self, record: Coupon):
+        return row_menu(record, self.request.get_full_path())
+
+    def render_customer(self, record: Coupon):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("coupons:customer", args=[record.customer_id]), record.customer.external_id
+        )
+
+    def render_value(self, record: Coupon):
+        return coupon_value(record)
+
+    def render_status(self, record: Coupon):
+        return status_badge(record.status)
+
+
+class CustomerCouponTable(BaseTable):
+    code = tables.Column(attrs={"td": {"class": "font-monospace"}})
+    pool = tables.Column(linkify=lambda record: reverse("coupons:pool_coupons", args=[record.pool_id]))
+    claimed_at = tables.Column(verbose_name="Claimed at", empty_values=())
+    expires_at = tables.Column(verbose_name="Expiration date", empty_values=())
+    value = tables.Column(verbose_name="Value / balance", empty_values=(), accessor="pk")
+    status = tables.Column()
+    usages = tables.Column()
+    claims = tables.Column()
+
+    def render_claimed_at(self, record):
+        return local(record.claimed_at, "Y-m-d H:i")
+
+    def render_expires_at(self, record):
+        return local(record.expires_at, "Y-m-d")
+
+    class Meta(BaseTable.Meta):
+        model = Coupon
+        fields = ("code", "pool", "claimed_at", "expires_at", "value", "status", "usages", "claims")
+        orderable = False
+        empty_text = "This customer holds no coupons."
+
+    def render_value(self, record):
+        return coupon_value(record)
+
+    def render_status(self, record):
+        return status_badge(record.status)
+
+
+class CustomerTable(BaseTable):
+    external_id = tables.Column(verbose_name="Customer ID", linkify=("coupons:customer", {"pk": tables.A("pk")}))
+    email = tables.Column()
+    currency = tables.Column()
+    created_at = tables.Column(verbose_name="Since")
+
+    class Meta(BaseTable.Meta):
+        model = Customer
+        fields = ("external_id", "email", "currency", "created_at")
+        orderable = False
+        empty_text = "No customers match."
+
+    def render_created_at(self, value):
+        return local(value, "Y-m-d")

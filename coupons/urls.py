@@ -1,0 +1,17 @@
+from django.urls import path
+
+from . import views
+
+app_name = "coupons"
+
+urlpatterns = [
+    path("pools/<int:pk>/coupons/", views.PoolCouponsView.as_view(), name="pool_coupons"),
+    path("pools/<int:pk>/coupons/bulk/", views.PoolCouponsBulkView.as_view(), name="pool_coupons_bulk"),
+    path("pools/<int:pk>/coupons/export.csv", views.PoolCouponsExportView.as_view(), name="pool_coupons_export"),
+    path("pools/<int:pk>/statistics/", views.PoolStatisticsView.as_view(), name="pool_statistics"),
+    path("coupons/<int:coupon_pk>/<str:action>/", views.CouponActionView.as_view(), name="coupon_action"),
+    path("jobs/<int:job_pk>/", views.JobView.as_view(), name="job"),
+    path("customers/", views.CustomerListView.as_view(), name="customers"),
+    path("customers/<int:pk>/", views.CustomerDetailView.as_view(), name="customer"),
+    path("customers/<int:pk>/assign/", views.CustomerAssignView.as_view(), name="customer_assign"),
+]

@@ -1,0 +1,78 @@
+// Coupons tab: row selection, "select all N matching", bulk confirmation dialog.
+(function () {
+  const form = document.getElementById("bulk-form");
+  if (!form) return;
+  const pageBox = document.getElementById("select-page");
+  const rowBoxes = () => Array.from(form.querySelectorAll("input.row-check"));
+  const buttons = Array.from(form.querySelectorAll(".bulk-button"));
+  const banner = document.getElementById("select-all-banner");
+  const selectAll = document.getElementById("select-all");
+  const matching = document.getElementById("matching-count");
+  const total = Number(matching.dataset.count);
+  const estimate = matching.dataset.estimate === "1";
+
+  function selectedCount() {
+    if (selectAll.value === "1") return total;
+    return rowBoxes().filter((box) => box.checked).length;
+  }
+
+  function refresh() {
+    const count = selectedCount();
+    buttons.forEach((button) => (button.disabled = count === 0));
+    const all = rowBoxes().length > 0 && rowBoxes().every((box) => box.checked);
+    if (pageBox) pageBox.checked = all;
+    const more = total > rowBoxes().length;
+    banner.classList.toggle("d-none", !(all && more));
+    if (selectAll.value === "1") {
+      document.getElementById("select-all-text").textContent =
+        `All ${estimate ? "about " : ""}${total.toLocaleString("en")} matching coupons are selected.`;
+      document.getElementById("select-all-matching").classList.add("d-none");
+    }
+  }
+
+  if (pageBox) {
+    pageBox.addEventListener("change", () => {
+      rowBoxes().forEach((box) => (box.checked = pageBox.checked));
+      selectAll.value = "0";
+      refresh();
+    });
+  }
+  form.addEventListener("change", (event) => {
+    if (event.target.classList.contains("row-check")) {
+      selectAll.value = "0";
+      refresh();
+    }
+  });
+  document.getElementById("select-all-matching").addEventListener("click", () => {
+    selectAll.value = "1";
+    refresh();
+  });
+
+  const dialog = document.getElementById("dialog");
+  const content = document.getElementById("dialog-content");
+  buttons.forEach((button) =>
+    button.addEventListener("click", () => {
+      const count = selectedCount();
+      content.replaceChildren(document.getElementById("bulk-confirm-template").content.cloneNode(true));
+      const what = selectAll.value === "1"
+        ? `all ${estimate ? "about " : ""}${count.toLocaleString("en")} matching coupons`
+        : `${count} selected coupon${count === 1 ? "" : "s"}`;
+      content.querySelector("#dialog-title").textContent = `${button.dataset.label.replace(" selected", "")} ${what}?`;
+      const confirm = content.querySelector("#bulk-confirm");
+      confirm.textContent = button.dataset.label.replace(" selected", "");
+      confirm.addEventListener("click", () => {
+        document.getElementById("bulk-action").value = button.dataset.action;
+        form.submit();
+      });
+      bootstrap.Modal.getOrCreateInstance(dialog).show();
+    })
+  );
+  // Row menus load their dialog with htmx; put the focus in it once it arrives.
+  document.body.addEventListener("htmx:afterSwap", (event) => {
+    if (event.detail.target === content) {
+      const first = content.querySelector("input:not([type=hidden]), button[type=submit]");
+      if (first) first.focus();
+    }
+  });
+  refresh();
+})();
