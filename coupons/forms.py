@@ -1,3 +1,5 @@
+from decimal import Decimal
+
 from django import forms
 
 from couponsite.forms import BootstrapFormMixin
@@ -12,6 +14,13 @@ class TransferForm(BootstrapFormMixin, forms.Form):
         if not data.get("customer_id") and not data.get("email"):
             raise forms.ValidationError("Enter the target customer's ID, email, or both.")
         return data
+
+
+class GiftCardRedeemForm(BootstrapFormMixin, forms.Form):
+    amount = forms.DecimalField(
+        label="Amount", required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
+        help_text="Leave empty to use the whole balance.",
+    )
 
 
 class AssignForm(BootstrapFormMixin, forms.Form):

@@ -19,7 +19,7 @@ from pools.selectors import pool_get_visible, pool_list_visible
 from . import selectors, services
 from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply
 from .filters import CouponFilter
-from .forms import AssignForm, TransferForm
+from .forms import AssignForm, GiftCardRedeemForm, TransferForm
 from .jobs import job_start
 from .models import CouponJob, CouponStatus, Customer
 from .services import Actor, CouponActionError
@@ -160,9 +160,16 @@ class CouponActionView(PermissionRequiredMixin, View):
             return candidate
         return reverse("coupons:pool_coupons", args=[self.coupon.pool_id])
 
+    def form_class(self):
+        if self.action == "transfer":
+            return TransferForm
+        if self.action == "redeem" and self.coupon.effective_terms.is_gift_card:
+            return GiftCardRedeemForm
+        return None
+
     def get(self, request, coupon_pk, action):
-        form = TransferForm() if action == "transfer" else None
-        return self.render_dialog(form)
+        form_class = self.form_class()
+        return self.render_dialog(form_class() if form_class else None)
 
     def render_dialog(self, form, error=None):
         context = {"coupon": self.coupon, "action": self.action, "form": form, "error": error,
@@ -172,17 +179,20 @@ class CouponActionView(PermissionRequiredMixin, View):
     def post(self, request, coupon_pk, action):
         actor = Actor.of_user(request.user)
         kwargs = {}
-        if action == "transfer":
-            form = TransferForm(request.POST)
+        form_class = self.form_class()
+        if form_class is not None:
+            form = form_class(request.POST)
             if not form.is_valid():
-                return self.render_dialog(form)
-            kwargs = {"customer_id": form.cleaned_data["customer_id"], "email": form.cleaned_data["email"]}
+                messages.error(request, f"{self.coupon.code}: " + " ".join(
+                    str(e) for errors in form.errors.values() for e in errors))
+                return redirect(self.next_url())
+            kwargs = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
         try:
             services.SINGLE_ACTIONS[action](coupon=self.coupon, actor=actor, **kwargs)
         except CouponActionError as exc:
             messages.error(request, f"{self.coupon.code}: {exc}")
         else:
-            messages.success(request, DONE_MESSAGES[action].format(code=self.coupon.code, **kwargs))
+            messages.success(request, DONE_MESSAGES[action].format(code=self.coupon.code))
         return redirect(self.next_url())
 
 

@@ -123,10 +123,30 @@ class TestRowActions:
         target = CustomerFactory(email="new@example.com")
         url = reverse("coupons:coupon_action", args=[coupon.pk, "transfer"])
         assert "Target customer email" in manager_client.get(url).content.decode()
-        empty = manager_client.post(url, {})
+        empty = manager_client.post(url, {}, follow=True)
         assert "Enter the target customer" in empty.content.decode()
         manager_client.post(url, {"email": "new@example.com"})
         assert Coupon.objects.get(pk=coupon.pk).customer == target
+
+    def test_gift_card_redeem_asks_for_an_amount(self, manager_client):
+        from decimal import Decimal
+
+        from tests.factories import GiftCardPoolFactory
+
+        card = CouponFactory(pool=GiftCardPoolFactory(value="50.00"), status=S.CLAIMED)
+        url = reverse("coupons:coupon_action", args=[card.pk, "redeem"])
+        dialog = manager_client.get(url).content.decode()
+        assert "balance is <strong>50.00 EUR</strong>" in dialog and 'name="amount"' in dialog
+        manager_client.post(url, {"amount": "20"})
+        card.refresh_from_db()
+        assert (card.status, card.balance) == (S.PARTIALLY_REDEEMED, Decimal("30.00"))
+        refused = manager_client.post(url, {"amount": "31"}, follow=True)
+        assert "balance is 30.00; 31.00 cannot be taken" in refused.content.decode()
+        bad = manager_client.post(url, {"amount": "-1"}, follow=True)
+        assert "greater than or equal to 0.01" in bad.content.decode()
+        manager_client.post(url, {"amount": ""})  # empty: the whole balance
+        card.refresh_from_db()
+        assert (card.status, card.balance) == (S.REDEEMED, Decimal("0.00"))
 
     def test_open_redirects_are_refused(self, manager_client):
         coupon = CouponFactory(status=S.CLAIMED)

@@ -305,3 +305,10 @@ def test_phrase_share_is_readable(share, text):
     from pools.views import percent_text
 
     assert percent_text(share) == text
+
+
+def test_checkbox_help_texts_are_shown(manager_client):
+    pool = PoolFactory()
+    html = manager_client.get(reverse("pools:edit", args=[pool.pk])).content.decode()
+    assert "A customer always gets the same code from this pool." in html
+    assert "Only update coupons whose value is the current value" in html
