@@ -3,7 +3,7 @@ from django.contrib import admin
 from couponsite.admin import EstimatedCountPaginator, ReadOnlyAdmin
 from pools.selectors import pool_visibility_filter
 
-from .models import Coupon, CouponJob, Customer, CustomerEvent, GiftCardRedemption
+from .models import Coupon, CouponJob, Customer, CustomerEvent, GenerationBatch, GiftCardRedemption
 
 
 @admin.register(Coupon)
@@ -53,3 +53,9 @@ class GiftCardRedemptionAdmin(ReadOnlyAdmin):
 class CouponJobAdmin(ReadOnlyAdmin):
     list_display = ("id", "kind", "pool", "status", "processed", "total", "applied", "created_at", "finished_at")
     list_filter = ("kind", "status")
+
+
+@admin.register(GenerationBatch)
+class GenerationBatchAdmin(ReadOnlyAdmin):
+    list_display = ("id", "pool", "requested", "generated", "status", "created_by", "created_at", "finished_at")
+    list_filter = ("status",)

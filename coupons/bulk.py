@@ -139,21 +139,24 @@ def gift_card_terms_ids(pool_id: int) -> set[int]:
 
 def bulk_apply(*, action: BulkAction, queryset: QuerySet, pool_id: int, actor: Actor, job: CouponJob | None = None) -> BulkResult:
     """Apply ``action`` to every coupon of ``queryset``, newest first, chunk by chunk."""
+    from .jobs import job_lock, job_progress
+
     result = BulkResult()
     gift_terms = gift_card_terms_ids(pool_id)
-    cursor = job.cursor if job is not None else None
+    cursor = None
     ordered = queryset.order_by("-id")
     while True:
-        page = ordered.filter(id__lt=cursor) if cursor is not None else ordered
-        ids = list(page.values_list("id", flat=True)[:CHUNK])
-        if not ids:
-            return result
         with transaction.atomic():
+            if job is not None:
+                job = job_lock(job)
+                cursor = job.cursor
+            page = ordered.filter(id__lt=cursor) if cursor is not None else ordered
+            ids = list(page.values_list("id", flat=True)[:CHUNK])
+            if not ids:
+                return result
             applied, skipped = action.execute_chunk(ids, actor=actor, gift_terms=gift_terms)
             cursor = ids[-1]
             if job is not None:
-                from .jobs import job_progress
-
                 job_progress(job, processed=len(ids), applied=applied, cursor=cursor, skipped=skipped)
         result.add(applied, skipped)
 

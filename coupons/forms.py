@@ -29,3 +29,11 @@ class AssignForm(BootstrapFormMixin, forms.Form):
     def __init__(self, *args, pools, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["pool"].queryset = pools
+
+
+class GenerationForm(BootstrapFormMixin, forms.Form):
+    count = forms.IntegerField(
+        label="Number of coupons", min_value=1, max_value=5_000_000,
+        help_text="1 to 5,000,000 per batch.",
+        error_messages={"max_value": "At most 5,000,000 coupons per batch; start several batches for more."},
+    )

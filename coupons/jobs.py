@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from .models import CouponJob, JobStatus
@@ -29,6 +29,15 @@ def job_start(*, kind: str, pool, params: dict, user=None, total: int = 0) -> Co
 
     transaction.on_commit(lambda: run_coupon_job.delay(job.pk))
     return job
+
+
+def job_lock(job: CouponJob) -> CouponJob:
+    """Inside a chunk's transaction: the job row, locked and fresh.
+
+    Two runners of the same job (a redelivered task) take turns per chunk and each
+    starts from the cursor the other committed, so no chunk is done twice.
+    """
+    return CouponJob.objects.select_for_update().get(pk=job.pk)
 
 
 def job_progress(job: CouponJob, *, processed: int, applied: int, cursor: int, skipped: dict | None = None) -> None:
@@ -55,7 +64,15 @@ def job_run(*, job_id: int) -> None:
             message = bulk_run_job(job)
         else:
             run_propagation(pool=job.pool, params=job.params, job=job)
+            job.refresh_from_db()
             message = f"{job.applied:,} coupons updated."
+    except OperationalError:
+        # A deadlock or a lost connection: the task retries and goes on from the cursor.
+        try:
+            CouponJob.objects.filter(pk=job.pk).update(status=JobStatus.QUEUED, message="Retrying after a database error.")
+        except OperationalError:
+            pass  # the connection is gone; the retry finds the job as it was
+        raise
     except Exception as exc:
         log.exception("Coupon job %s failed", job.pk)
         job.status = JobStatus.FAILED
@@ -68,3 +85,17 @@ def job_run(*, job_id: int) -> None:
     job.total = max(job.total, job.processed)
     job.finished_at = timezone.now()
     job.save(update_fields=["status", "message", "total", "finished_at"])
+
+
+def job_resume(*, job: CouponJob) -> CouponJob:
+    """Queue a failed job again; it goes on from its last committed chunk."""
+    from .tasks import run_coupon_job
+
+    with transaction.atomic():
+        job = CouponJob.objects.select_for_update().get(pk=job.pk)
+        if job.status != JobStatus.FAILED:
+            raise ValueError("Only a failed job can be resumed.")
+        job.status, job.message, job.finished_at = JobStatus.QUEUED, "", None
+        job.save(update_fields=["status", "message", "finished_at"])
+        transaction.on_commit(lambda: run_coupon_job.delay(job.pk))
+    return job

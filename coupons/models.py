@@ -68,8 +68,16 @@ class CodeField(models.CharField):
 
 
 class Coupon(models.Model):
-    pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="coupons", db_index=False)
-    terms = models.ForeignKey(CouponTerms, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # No database-level foreign key for pool and terms: pools are never deleted and
+    # terms versions are immutable, so the constraint would protect nothing, yet its
+    # per-row check at COMMIT doubled the time of bulk inserts (1.7 s of every
+    # 250,000 generated coupons). PROTECT still guards them in the ORM.
+    pool = models.ForeignKey(
+        CouponPool, on_delete=models.PROTECT, related_name="coupons", db_index=False, db_constraint=False
+    )
+    terms = models.ForeignKey(
+        CouponTerms, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
+    )
     code = CodeField(max_length=64)
     # Generic literal codes (a pattern without placeholders) repeat: one row per holder.
     shared_code = models.BooleanField(default=False)
@@ -233,3 +241,49 @@ class CouponJob(models.Model):
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+
+class GenerationStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    INTERRUPTED = "interrupted", "Interrupted"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class GenerationBatch(models.Model):
+    """One bulk generation batch: ``requested`` new coupons for a bulk pool.
+
+    ``generated`` is raised in the same transaction as the coupons it counts, so after
+    a crash it is exactly what the database holds and a resume tops up the rest.
+    """
+
+    pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="generation_batches")
+    requested = models.PositiveIntegerField()
+    generated = models.PositiveIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=GenerationStatus.choices, default=GenerationStatus.QUEUED)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="generation_status")]
+
+    def __str__(self) -> str:
+        return f"Generation #{self.pk} of {self.requested:,} for {self.pool}"
+
+    @property
+    def percent(self) -> int:
+        return int(self.generated * 100 / self.requested) if self.requested else 100
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
+
+    @property
+    def can_resume(self) -> bool:
+        return self.status in (GenerationStatus.INTERRUPTED, GenerationStatus.FAILED) and self.generated < self.requested

@@ -50,10 +50,14 @@ class Propagation:
 
 
 def matching_terms(*, pool: CouponPool, old_terms: CouponTerms, exclude: CouponTerms | None, matching: bool) -> QuerySet:
-    """The pool's terms versions whose coupons the edit may change."""
+    """The pool's terms versions whose coupons the edit may change.
+
+    With ``exclude`` (the edit's own new version) only the versions older than it: a
+    job that runs late must not move coupons a newer edit has already moved on.
+    """
     terms = CouponTerms.objects.filter(pool=pool)
     if exclude is not None:
-        terms = terms.exclude(pk=exclude.pk)
+        terms = terms.filter(version__lt=exclude.version)
     if matching:
         if old_terms.value is None:
             terms = terms.filter(effective__value__isnull=True)
@@ -82,69 +86,76 @@ def terms_propagate(*, pool, old_terms, new_terms, method, matching, actor) -> P
         return result
     expiry_changed = (old_terms.expiration_period_count, old_terms.expiration_period_unit) != (
         new_terms.expiration_period_count, new_terms.expiration_period_unit)
-    if method == UpdateMethod.ALL:
-        coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method, matching=matching, exclude=new_terms)
-        result.changed = count_or_estimate(coupons)
-        matching_terms(pool=pool, old_terms=old_terms, exclude=new_terms, matching=matching).update(effective=new_terms)
-        if not expiry_changed:
-            return result
-    else:
-        coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method, matching=matching, exclude=new_terms)
-        result.changed = count_or_estimate(coupons)
+    coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method, matching=matching, exclude=new_terms)
+    result.changed = count_or_estimate(coupons)
     params = {
         "method": method, "matching": matching, "old_terms": old_terms.pk, "new_terms": new_terms.pk,
         "expiry_changed": expiry_changed,
     }
+    if method == UpdateMethod.ALL:
+        redirected = matching_terms(pool=pool, old_terms=old_terms, exclude=new_terms, matching=matching)
+        params["terms_ids"] = list(redirected.values_list("pk", flat=True))
+        redirected.update(effective=new_terms)
+        if not expiry_changed:
+            return result
     if result.changed > ASYNC_THRESHOLD:
         from .jobs import job_start
 
-        result.job = job_start(kind=CouponJob.Kind.PROPAGATION, pool=pool, params=params, user=getattr(actor, "user", actor))
+        result.job = job_start(kind=CouponJob.Kind.PROPAGATION, pool=pool, params=params, total=result.changed,
+                               user=getattr(actor, "user", actor))
         return result
     result.changed = run_propagation(pool=pool, params=params, job=None)
     return result
 
 
 def run_propagation(*, pool: CouponPool, params: dict, job: CouponJob | None) -> int:
-    """Move the affected coupons to the new terms in id-ordered chunks (resumable)."""
+    """Move the affected coupons to the new terms in id-ordered chunks (resumable).
+
+    Returns how many coupons changed (moved, or got a new expiry date).
+    """
+    from .jobs import job_lock, job_progress
+
     old_terms = CouponTerms.objects.get(pk=params["old_terms"])
     new_terms = CouponTerms.objects.get(pk=params["new_terms"])
     method = params["method"]
     if method == UpdateMethod.ALL:
-        # The terms are redirected already; what is left is the expiry dates.
-        coupons = Coupon.objects.filter(pool=pool, terms__effective=new_terms)
+        # The versions are redirected already; what is left is the expiry dates.
+        coupons = Coupon.objects.filter(pool=pool, terms_id__in=params["terms_ids"])
     else:
         coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method,
                                    matching=params["matching"], exclude=new_terms)
-    cursor = job.cursor if job and job.cursor else None
-    changed = 0
+    cursor, changed = None, 0
     while True:
-        chunk = coupons.order_by("id")
-        if cursor is not None:
-            chunk = chunk.filter(id__gt=cursor)
-        ids = list(chunk.values_list("id", flat=True)[:CHUNK])
-        if not ids:
-            return changed
         with transaction.atomic():
+            if job is not None:
+                job = job_lock(job)
+                cursor = job.cursor
+            chunk = coupons.order_by("id")
+            if cursor is not None:
+                chunk = chunk.filter(id__gt=cursor)
+            ids = list(chunk.values_list("id", flat=True)[:CHUNK])
+            if not ids:
+                return changed
             rows = Coupon.objects.filter(id__in=ids).order_by("id").select_for_update()
+            moved = 0
             if method != UpdateMethod.ALL:
-                changed += rows.filter(status__in=METHOD_STATUSES[method]).update(terms=new_terms)
-            else:
-                changed += len(ids)
+                moved = rows.filter(status__in=METHOD_STATUSES[method]).update(terms=new_terms)
             if params["expiry_changed"]:
-                _recompute_expiry(ids, new_terms)
+                # From the terms in force now: a newer "update all" may have moved them on.
+                effective = CouponTerms.objects.select_related("effective").get(pk=new_terms.pk).effective
+                dated = _recompute_expiry(ids, effective)
+                moved = max(moved, dated)
+            changed += moved
             cursor = ids[-1]
             if job is not None:
-                from .jobs import job_progress
-
-                job_progress(job, processed=len(ids), applied=len(ids), cursor=cursor)
+                job_progress(job, processed=len(ids), applied=moved, cursor=cursor)
 
 
-def _recompute_expiry(ids: list[int], terms: CouponTerms) -> None:
+def _recompute_expiry(ids: list[int], terms: CouponTerms) -> int:
     live = Coupon.objects.filter(id__in=ids, status__in=[S.CLAIMED, S.PARTIALLY_REDEEMED], claimed_at__isnull=False)
     count, unit = terms.expiration_period_count, terms.expiration_period_unit
     if not count or not unit:
-        live.update(expires_at=None)
-        return
+        return live.update(expires_at=None)
     if connection.vendor == "postgresql":
         months = {"month": count, "year": count * 12}.get(unit, 0)
         days = {"day": count, "week": count * 7}.get(unit, 0)
@@ -154,6 +165,8 @@ def _recompute_expiry(ids: list[int], terms: CouponTerms) -> None:
                 "WHERE id = ANY(%s) AND status IN (%s, %s) AND claimed_at IS NOT NULL",
                 [months, days, ids, int(S.CLAIMED), int(S.PARTIALLY_REDEEMED)],
             )
-        return
-    for coupon in live.only("id", "claimed_at"):
+            return cursor.rowcount
+    coupons = list(live.only("id", "claimed_at"))
+    for coupon in coupons:
         Coupon.objects.filter(pk=coupon.pk).update(expires_at=terms.expires_at(coupon.claimed_at))
+    return len(coupons)

@@ -11,7 +11,6 @@ import datetime
 import re
 from dataclasses import dataclass
 
-from django.core.cache import cache
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
@@ -27,12 +26,24 @@ EXACT_COUNT_LIMIT = 100_000
 _ROWS = re.compile(r"rows=(\d+)")
 
 
-def count_or_estimate(queryset: QuerySet) -> int:
-    """The exact count when it is small, else the planner's estimate (no full scan)."""
+def count_or_estimate(queryset: QuerySet, limit: int = EXACT_COUNT_LIMIT) -> int:
+    """The exact count when it is small, else the planner's estimate (no full scan).
+
+    The exact count is bounded (``COUNT`` over ``LIMIT limit + 1``): a stale estimate
+    can never turn into counting millions of rows.
+    """
+    return count_with_accuracy(queryset, limit)[0]
+
+
+def count_with_accuracy(queryset: QuerySet, limit: int = EXACT_COUNT_LIMIT) -> tuple[int, bool]:
+    """``(count, is_estimate)``: exact up to ``limit``, the planner's estimate beyond."""
     estimate = estimate_count(queryset)
-    if estimate is not None and estimate > EXACT_COUNT_LIMIT:
-        return estimate
-    return queryset.count()
+    if estimate is not None and estimate > limit:
+        return estimate, True
+    bounded = queryset.order_by()[: limit + 1].count()
+    if bounded <= limit or estimate is None:
+        return bounded, False
+    return max(estimate, bounded), True
 
 
 def estimate_count(queryset: QuerySet) -> int | None:
@@ -49,9 +60,6 @@ def estimate_count(queryset: QuerySet) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def is_estimate(queryset: QuerySet) -> bool:
-    estimate = estimate_count(queryset)
-    return estimate is not None and estimate > EXACT_COUNT_LIMIT
 
 
 # --- coupons ---------------------------------------------------------------------
@@ -130,15 +138,11 @@ def coupon_get_visible(*, user, pk: int) -> Coupon:
 # --- statistics ------------------------------------------------------------------
 
 
-def pool_status_counts(*, pool: CouponPool, fresh: bool = False) -> dict[int, int]:
-    """Coupons per status (an index-only scan); cached for a minute on big pools."""
-    key = f"pool-status-counts:{pool.pk}"
-    counts = None if fresh else cache.get(key)
-    if counts is None:
-        rows = Coupon.objects.filter(pool=pool).values("status").annotate(n=Count("id")).order_by()
-        counts = {row["status"]: row["n"] for row in rows}
-        cache.set(key, counts, 60)
-    return {status.value: counts.get(status.value, 0) for status in CouponStatus}
+def pool_status_counts(*, pool: CouponPool) -> dict[int, tuple[int, bool]]:
+    """Coupons per status as ``(count, is_estimate)``: exact up to 100,000 each, the
+    planner's estimate beyond, so the page never scans a pool of 100 million."""
+    coupons = Coupon.objects.filter(pool=pool)
+    return {status.value: count_with_accuracy(coupons.filter(status=status)) for status in CouponStatus}
 
 
 def pool_daily_activity(*, pool: CouponPool, days: int = 30) -> dict:

@@ -93,7 +93,12 @@ def allowed_actions(coupon: Coupon) -> list[str]:
     actions = []
     if coupon.status in RULES["redeem_gift_card" if gift else "redeem"].allowed:
         actions.append("redeem")
-    if coupon.status in RULES["unredeem_gift_card" if gift else "unredeem"].allowed:
+    terms = coupon.effective_terms
+    voided = (
+        gift and coupon.status == S.INVALID and coupon.balance is not None
+        and terms.minimum_value is not None and coupon.balance < terms.minimum_value
+    )
+    if coupon.status in RULES["unredeem_gift_card" if gift else "unredeem"].allowed or voided:
         actions.append("unredeem")
     for name in ("transfer", "unassign", "invalidate"):
         if coupon.status in RULES[name].allowed:
@@ -126,6 +131,14 @@ def _event(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, 
 
 def _jsonable(value):
     return str(value) if isinstance(value, Decimal) else value
+
+
+def _check_not_past_expiry(coupon: Coupon, now) -> None:
+    """A coupon past its date is expired, even if the scheduled task has not run yet."""
+    if coupon.expires_at is not None and coupon.expires_at <= now and coupon.status in (S.CLAIMED, S.PARTIALLY_REDEEMED):
+        raise CouponActionError(
+            f"The coupon expired on {timezone.localtime(coupon.expires_at):%Y-%m-%d %H:%M}.", code="expired"
+        )
 
 
 def _check_currency(coupon_or_pool_terms, customer: Customer) -> None:
@@ -177,11 +190,12 @@ def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor) -> Coupo
     """Issue a coupon of ``pool`` to ``customer`` (SPEC: "How a pool issues a coupon")."""
     pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
     terms = pool.current_terms
-    _check_currency(terms, customer)
     now = timezone.now()
     if pool.aggregated:
         # Lock the customer so two simultaneous claims cannot both create a coupon.
-        Customer.objects.select_for_update().get(pk=customer.pk)
+        # NO KEY UPDATE: the foreign-key checks of events written by other actions
+        # (FOR KEY SHARE on this row) do not wait for it, so no deadlock with them.
+        Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
         held = (
             Coupon.objects.select_for_update()
             .filter(pool=pool, customer=customer, status=S.CLAIMED)
@@ -208,6 +222,8 @@ def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor) -> Coupo
         raise CouponActionError(
             "Remote pools issue coupons through their callback URL.", code="remote_pool"
         )
+    # The coupon's own terms decide (an older coupon may keep an older currency).
+    _check_currency(coupon.effective_terms, customer)
     coupon.status = S.CLAIMED
     coupon.customer = customer
     coupon.claimed_at = now
@@ -225,6 +241,7 @@ def _new_generated_coupon(pool: CouponPool, terms) -> Coupon:
         raise CouponActionError(str(exc), code="pattern_invalid") from exc
     if pattern.is_generic:
         return Coupon.objects.create(pool=pool, terms=terms, code=pattern.text, shared_code=True)
+    _check_guessing_protection(pool, pattern.max_coupons)
     for _ in range(10):
         code = pattern.generate(1)[0]
         try:
@@ -233,6 +250,27 @@ def _new_generated_coupon(pool: CouponPool, terms) -> Coupon:
         except IntegrityError:
             continue  # the code exists in some pool: draw another
     raise CouponActionError("Could not find a free code for this pattern; the pool may be full.", code="pool_full")
+
+
+def _check_guessing_protection(pool: CouponPool, limit: int) -> None:
+    """A generated pool may hold at most 1% of its pattern's combinations.
+
+    Far from the limit the planner's estimate is enough (no count per claim); near it
+    the claims are serialised on the pool row and counted exactly.
+    """
+    from .selectors import estimate_count
+
+    coupons = Coupon.objects.filter(pool=pool)
+    estimate = estimate_count(coupons)
+    if estimate is not None and estimate < limit // 2:
+        return
+    CouponPool.objects.select_for_update().filter(pk=pool.pk).first()
+    if coupons.count() >= limit:
+        raise CouponActionError(
+            f"The pool \u201c{pool.name}\u201d has issued {limit:,} coupons, the most its pattern allows "
+            "(1% of its combinations, against guessing).",
+            code="pool_full",
+        )
 
 
 # --- simple transitions ------------------------------------------------------------
@@ -269,6 +307,7 @@ def coupon_transfer(*, coupon: Coupon, actor: Actor, customer_id: str = "", emai
     target = customer_find(external_id=customer_id, email=email)
     coupon = _lock(coupon)
     RULES["transfer"].check(coupon)
+    _check_not_past_expiry(coupon, timezone.now())
     if target.pk == coupon.customer_id:
         raise CouponActionError(f"The coupon already belongs to customer {target.external_id}.", code="same_customer")
     _check_currency(coupon.effective_terms, target)
@@ -307,6 +346,7 @@ def coupon_redeem(
     coupon = _lock(coupon)
     terms = coupon.effective_terms
     now = timezone.now()
+    _check_not_past_expiry(coupon, now)
     if (
         coupon.status == S.UNASSIGNED
         and customer is not None
@@ -381,13 +421,14 @@ def coupon_unredeem(*, coupon: Coupon, actor: Actor) -> Coupon:
         coupon.save(update_fields=["status", "usages"])
         data = {}
     else:
-        RULES["unredeem_gift_card"].check(coupon)
         last = (
             GiftCardRedemption.objects.select_for_update()
             .filter(coupon=coupon, reversed_at__isnull=True)
             .order_by("-id")
             .first()
         )
+        if not _voided_by(coupon, last):
+            RULES["unredeem_gift_card"].check(coupon)
         if last is None:
             raise CouponActionError("This gift card has no redemption to undo.", code="nothing_to_undo")
         last.reversed_at = now
@@ -400,6 +441,16 @@ def coupon_unredeem(*, coupon: Coupon, actor: Actor) -> Coupon:
     if coupon.customer_id:
         _event(EventAction.UNREDEEM, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now, **data)
     return coupon
+
+
+def _voided_by(coupon: Coupon, last: GiftCardRedemption | None) -> bool:
+    """True if ``last`` is the redemption that voided this gift card (minimum value)."""
+    return (
+        last is not None
+        and coupon.status == S.INVALID
+        and last.status_before != S.INVALID
+        and coupon.balance == last.balance_before - last.amount
+    )
 
 
 SINGLE_ACTIONS = {

@@ -82,11 +82,12 @@ class CouponTable(BaseTable):
     value = tables.Column(verbose_name="Value / balance", empty_values=(), accessor="pk")
     status = tables.Column()
     usages = tables.Column(attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})
+    claims = tables.Column(attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})
     actions = tables.Column(verbose_name="", orderable=False, empty_values=(), accessor="pk")
 
     class Meta(BaseTable.Meta):
         model = Coupon
-        fields = ("selected", "code", "customer", "claimed_at", "expires_at", "value", "status", "usages", "actions")
+        fields = ("selected", "code", "customer", "claimed_at", "expires_at", "value", "status", "usages", "claims", "actions")
         orderable = False
         empty_text = "No coupons match."
 

@@ -3,6 +3,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,9 +20,10 @@ from pools.selectors import pool_get_visible, pool_list_visible
 from . import selectors, services
 from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply
 from .filters import CouponFilter
-from .forms import AssignForm, GiftCardRedeemForm, TransferForm
-from .jobs import job_start
-from .models import CouponJob, CouponStatus, Customer
+from .forms import AssignForm, GenerationForm, GiftCardRedeemForm, TransferForm
+from .generation import GenerationError, generation_resume, generation_start, pool_generation_capacity
+from .jobs import job_resume, job_start
+from .models import CouponJob, CouponStatus, Customer, GenerationBatch
 from .services import Actor, CouponActionError
 from .tables import CouponTable, CustomerCouponTable, CustomerTable
 
@@ -78,11 +80,7 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         query = _filter_query(self.request.GET)
-        estimate = selectors.estimate_count(self.object_list)
-        if estimate is not None and estimate > PAGE_COUNT_EXACT_LIMIT:
-            matching, approximate = estimate, True
-        else:
-            matching, approximate = self.object_list.count(), False
+        matching, approximate = selectors.count_with_accuracy(self.object_list, PAGE_COUNT_EXACT_LIMIT)
         context.update(
             page=self.page,
             filter_query=query,
@@ -93,6 +91,7 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
             shown_job=CouponJob.objects.filter(pool=self.pool, pk=_int_param(self.request, "job")).first(),
             is_bulk_pool=self.pool.source == PoolSource.BULK,
             is_uploaded_pool=self.pool.source == PoolSource.UPLOADED,
+            has_batches=self.pool.generation_batches.exists(),
             filtered=any(self.request.GET.get(k) for k in FILTER_KEYS),
         )
         return context
@@ -140,6 +139,60 @@ class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
     def _back(self, filters, **extra):
         query = urlencode({**filters, **extra})
         return reverse("coupons:pool_coupons", args=[self.pool.pk]) + (f"?{query}" if query else "")
+
+
+class PoolGenerationView(PoolTabMixin, TemplateView):
+    """Bulk generation: how many the pool can still take, the form, the batch history."""
+
+    tab = "coupons"
+    template_name = "coupons/pool_generation.html"
+
+    def get_context_data(self, form=None, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context.update(
+            form=form or GenerationForm(),
+            capacity=pool_generation_capacity(self.pool),
+            batches=self.pool.generation_batches.select_related("created_by")[:20],
+            is_bulk_pool=self.pool.source == PoolSource.BULK,
+        )
+        return context
+
+    def post(self, request, pk):
+        if not request.user.has_perm("coupons.add_coupon"):
+            raise PermissionDenied
+        form = GenerationForm(request.POST)
+        if form.is_valid():
+            try:
+                generation_start(pool=self.pool, count=form.cleaned_data["count"], user=request.user)
+            except GenerationError as exc:
+                form.add_error("count", str(exc))
+            else:
+                messages.success(request, f"Generating {form.cleaned_data['count']:,} coupons.")
+                return redirect("coupons:pool_generation", pk=self.pool.pk)
+        return self.render_to_response(self.get_context_data(form=form))
+
+
+class GenerationBatchView(View):
+    """htmx fragment polled for a batch's progress; POST resumes an interrupted batch."""
+
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        self.batch = get_object_or_404(GenerationBatch.objects.select_related("created_by"), pk=kwargs["batch_pk"])
+        pool_get_visible(user=request.user, pk=self.batch.pool_id)
+
+    def get(self, request, batch_pk):
+        return render(request, "coupons/_generation_batch.html", {"batch": self.batch})
+
+    def post(self, request, batch_pk):
+        if not request.user.has_perm("coupons.add_coupon"):
+            raise PermissionDenied
+        try:
+            generation_resume(batch=self.batch)
+        except GenerationError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Resuming batch #{self.batch.pk}.")
+        return redirect("coupons:pool_generation", pk=self.batch.pool_id)
 
 
 class CouponActionView(PermissionRequiredMixin, View):
@@ -206,12 +259,28 @@ DONE_MESSAGES = {
 
 
 class JobView(View):
-    """htmx fragment polled for a job's progress."""
+    """htmx fragment polled for a job's progress; POST resumes a failed job."""
+
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        self.job = get_object_or_404(CouponJob.objects.select_related("pool"), pk=kwargs["job_pk"])
+        pool_get_visible(user=request.user, pk=self.job.pool_id)
 
     def get(self, request, job_pk):
-        job = get_object_or_404(CouponJob.objects.select_related("pool"), pk=job_pk)
-        pool_get_visible(user=request.user, pk=job.pool_id)
-        return render(request, "coupons/_job.html", {"job": job})
+        return render(request, "coupons/_job.html", {"job": self.job})
+
+    def post(self, request, job_pk):
+        if not request.user.has_perm("coupons.change_coupon"):
+            raise PermissionDenied
+        try:
+            job_resume(job=self.job)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"Resuming: {self.job.get_kind_display().lower()} #{self.job.pk}.")
+        return redirect(request.POST.get("next") if url_has_allowed_host_and_scheme(
+            request.POST.get("next", ""), allowed_hosts={request.get_host()}) else reverse(
+            "coupons:pool_coupons", args=[self.job.pool_id]))
 
 
 class PoolCouponsExportView(PoolTabMixin, View):
@@ -266,9 +335,10 @@ class PoolStatisticsView(PoolTabMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        counts = selectors.pool_status_counts(pool=self.pool, fresh=bool(self.request.GET.get("fresh")))
-        context["status_counts"] = [(CouponStatus(s), n) for s, n in counts.items()]
-        context["total"] = sum(counts.values())
+        counts = selectors.pool_status_counts(pool=self.pool)
+        context["status_counts"] = [(CouponStatus(s), n, estimated) for s, (n, estimated) in counts.items()]
+        context["total"] = sum(n for n, _ in counts.values())
+        context["total_is_estimate"] = any(estimated for _, estimated in counts.values())
         context["activity"] = selectors.pool_daily_activity(pool=self.pool)
         return context
 

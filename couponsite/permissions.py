@@ -8,6 +8,7 @@ MANAGER_PERMISSIONS = [
     ("pools", "change_couponpool"),
     ("pools", "view_couponpool"),
     ("pools", "change_modulesettings"),
+    ("coupons", "add_coupon"),
     ("coupons", "change_coupon"),
     ("coupons", "view_coupon"),
     ("coupons", "add_customer"),

@@ -142,6 +142,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Tasks are acknowledged late; Redis hands an unacknowledged task to another worker
+    # after this long, so it must outlast the longest job (jobs are resumable anyway).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=12 * 3600)
+    }
 # Progress lives in job rows (DESIGN rule 7), not in a result backend.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -164,4 +170,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "coupons.tasks.expire_coupons",
         "schedule": env.float("EXPIRY_INTERVAL_SECONDS", default=300.0),
     },
+    "find-interrupted-generation": {
+        "task": "coupons.tasks.mark_interrupted_generation",
+        "schedule": 60.0,
+    },
 }
+# Codes per bulk generation chunk (one transaction each): memory stays about flat at this.
+COUPON_GENERATION_CHUNK = env.int("COUPON_GENERATION_CHUNK", default=250_000)

@@ -71,6 +71,8 @@ class PoolFormView(PermissionRequiredMixin, FormView):
         context = super().get_context_data(**kwargs)
         context["pool"] = self.pool
         context["combinations_url"] = reverse("pools:combinations")
+        if self.pool is not None:
+            context["jobs"] = self.pool.jobs.filter(kind="propagation").order_by("-id")[:3]
         return context
 
 
@@ -107,7 +109,7 @@ class UpdatePreviewView(View):
 
     def get(self, request, pk):
         from coupons.propagation import ASYNC_THRESHOLD, affected_coupons
-        from coupons.selectors import count_or_estimate, is_estimate
+        from coupons.selectors import count_with_accuracy
 
         pool = selectors.pool_get_visible(user=request.user, pk=pk)
         method = request.GET.get("update_method") or services.UpdateMethod.NONE
@@ -117,8 +119,8 @@ class UpdatePreviewView(View):
             pool=pool, old_terms=pool.current_terms, method=method,
             matching=bool(request.GET.get("update_matching")),
         )
-        context = {"method": method, "count": count_or_estimate(coupons),
-                   "estimated": is_estimate(coupons), "threshold": ASYNC_THRESHOLD}
+        count, estimated = count_with_accuracy(coupons)
+        context = {"method": method, "count": count, "estimated": estimated, "threshold": ASYNC_THRESHOLD}
         return render(request, "pools/_update_preview.html", context)
 
 

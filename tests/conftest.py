@@ -1,3 +1,9 @@
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 
 from tests.factories import UserFactory
@@ -44,35 +50,41 @@ class WorkerProcess:
         raise AssertionError("timed out waiting for the worker")
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db):
-    """Start a worker that uses the test database (tests must be transactional)."""
-    import os
-    import subprocess
-    import sys
-    import uuid
-    from pathlib import Path
-
+def start_worker(queue: str, **extra_env) -> subprocess.Popen:
+    """A real ``celery worker`` subprocess on the test broker and the test database."""
     from django.db import connection
 
-    from couponsite.celery import app
-
-    app.control.purge()
-    queue = f"test-{uuid.uuid4().hex[:8]}"
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+        **extra_env,
     }
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "couponsite", "worker", "--pool=solo", "--without-gossip",
-         "--without-mingle", "--loglevel=WARNING", f"--hostname={queue}@localhost", "-Q", queue],
+         "--without-mingle", "--loglevel=WARNING", f"--hostname={queue}-{uuid.uuid4().hex[:4]}@localhost", "-Q", queue],
         cwd=Path(__file__).resolve().parents[1], env=env,
     )
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, request):
+    """A worker for this test only (its own queue); tests must be transactional.
+
+    ``@pytest.mark.worker_env(NAME="value")`` passes settings to the worker.
+    """
+    from couponsite.celery import app
+
+    marker = request.node.get_closest_marker("worker_env")
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    process = start_worker(queue, **(marker.kwargs if marker else {}))
     app.conf.task_default_queue = queue
+    worker = WorkerProcess(process)
+    worker.queue = queue
     try:
-        yield WorkerProcess(process)
+        yield worker
     finally:
         app.conf.task_default_queue = "celery"
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)

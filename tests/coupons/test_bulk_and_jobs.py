@@ -183,3 +183,63 @@ class TestPropagation:
         pool_update(pool=pool, actor=None, value=Decimal("60.00"), update_method=UpdateMethod.ALL)
         assert Coupon.objects.select_related("terms__effective").get(pk=untouched.pk).current_balance == Decimal("60.00")
         assert Coupon.objects.select_related("terms__effective").get(pk=used.pk).current_balance == Decimal("20.00")
+
+
+def test_a_job_stopped_by_a_database_error_is_retried_from_its_cursor():
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    pool = PoolFactory()
+    CouponFactory(pool=pool, status=S.CLAIMED)
+    job = CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool,
+                                   params={"action": "invalidate", "filters": {}, "ids": None})
+    with mock.patch("coupons.bulk.bulk_run_job", side_effect=OperationalError("deadlock detected")):
+        with pytest.raises(OperationalError):
+            jobs.job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "queued"  # not failed: Celery's retry must find work to do
+    jobs.job_run(job_id=job.pk)  # the retry
+    job.refresh_from_db()
+    assert (job.status, job.applied) == ("done", 1)
+
+
+def test_a_failed_job_can_be_resumed(django_capture_on_commit_callbacks):
+    pool = PoolFactory()
+    job = CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool, status="failed",
+                                   params={"action": "invalidate", "filters": {}, "ids": None})
+    with django_capture_on_commit_callbacks() as callbacks:
+        jobs.job_resume(job=job)
+    job.refresh_from_db()
+    assert job.status == "queued" and len(callbacks) == 1
+    with pytest.raises(ValueError):
+        jobs.job_resume(job=job)
+
+
+def test_an_older_edit_job_never_undoes_a_newer_edit(monkeypatch, django_capture_on_commit_callbacks):
+    from coupons import propagation
+
+    monkeypatch.setattr(propagation, "ASYNC_THRESHOLD", 0)
+    pool = PoolFactory(value="10.00")
+    for _ in range(3):
+        CouponFactory(pool=pool)
+    with django_capture_on_commit_callbacks(execute=False):
+        _, first = pool_update(pool=pool, actor=None, value=Decimal("20.00"), update_method=UpdateMethod.UNASSIGNED)
+        _, second = pool_update(pool=pool, actor=None, value=Decimal("30.00"), update_method=UpdateMethod.UNASSIGNED)
+    jobs.job_run(job_id=second.job.pk)  # a worker picks the newer job first
+    jobs.job_run(job_id=first.job.pk)
+    values = set(Coupon.objects.filter(pool=pool).values_list("terms__effective__value", flat=True))
+    assert values == {Decimal("30.00")}
+    second.job.refresh_from_db()
+    assert (second.job.total, second.job.applied) == (3, 3)
+
+
+def test_statistics_never_count_a_huge_pool(monkeypatch):
+    from coupons import selectors
+
+    pool = PoolFactory()
+    for _ in range(3):
+        CouponFactory(pool=pool)
+    monkeypatch.setattr(selectors, "estimate_count", lambda queryset: 5_000_000)
+    counts = selectors.pool_status_counts(pool=pool)
+    assert counts[S.UNASSIGNED] == (5_000_000, True)

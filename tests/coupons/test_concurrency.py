@@ -139,3 +139,36 @@ def test_two_expiry_runs_at_once_expire_each_coupon_once():
     assert sum(results) == 300
     assert Coupon.objects.filter(status=S.EXPIRED).count() == 300
     assert CustomerEvent.objects.filter(action="coupon_expire").count() == 300
+
+
+def test_aggregated_claim_and_an_action_on_the_same_customer_do_not_deadlock():
+    # Given a customer holding a coupon of an aggregated pool
+    import time
+
+    from django.db import transaction
+
+    pool = PoolFactory(aggregated=True)
+    customer = CustomerFactory()
+    held = CouponFactory(pool=pool, status=S.CLAIMED, customer=customer)
+    CouponFactory(pool=pool)
+    actor = Actor.system("test")
+    locked = threading.Event()
+
+    def unassign(_):
+        with transaction.atomic():
+            services._lock(held)  # what coupon_unassign takes first
+            locked.set()
+            time.sleep(0.5)  # meanwhile the claim takes the customer's lock
+            services.coupon_unassign(coupon=held, actor=actor)  # its event checks the customer FK
+        return "unassigned"
+
+    def claim(_):
+        locked.wait(10)
+        time.sleep(0.1)
+        return services.coupon_claim(pool=pool, customer=customer, actor=actor)
+
+    # When both run at once
+    results = race(2, lambda i: (unassign, claim)[i](i))
+    # Then neither hits a deadlock
+    assert results[0] == "unassigned", results
+    assert isinstance(results[1], Coupon), results

@@ -270,3 +270,63 @@ def test_allowed_actions_follow_the_status():
     assert services.allowed_actions(CouponFactory(status=S.EXPIRED)) == []
     gift = CouponFactory(pool=GiftCardPoolFactory(), status=S.PARTIALLY_REDEEMED)
     assert services.allowed_actions(gift) == ["redeem", "unredeem"]
+
+
+class TestReviewedEdges:
+    def test_claim_refuses_an_old_coupon_in_another_currency(self):
+        from pools.services import pool_update
+
+        pool = GiftCardPoolFactory(currency="EUR")
+        old = CouponFactory(pool=pool)
+        pool_update(pool=pool, actor=None, currency="USD")  # "update none": the old card stays EUR
+        with pytest.raises(CouponActionError, match="in EUR; customer .* has USD"):
+            services.coupon_claim(pool=pool, customer=CustomerFactory(currency="USD"), actor=services.Actor.system())
+        assert snapshot(old)[0] == S.UNASSIGNED
+
+    @pytest.mark.parametrize("action", ["redeem", "transfer"])
+    def test_a_coupon_past_its_date_cannot_be_used_before_the_expiry_task_runs(self, action, actor):
+        coupon = CouponFactory(status=S.CLAIMED, expires_at=timezone.now() - datetime.timedelta(days=3))
+        CustomerFactory(external_id="NEW-1")
+        with pytest.raises(CouponActionError, match="The coupon expired on"):
+            if action == "redeem":
+                services.coupon_redeem(coupon=coupon, actor=actor)
+            else:
+                services.coupon_transfer(coupon=coupon, actor=actor, customer_id="NEW-1")
+        assert snapshot(coupon)[0] == S.CLAIMED
+
+    def test_the_redemption_that_voided_a_gift_card_can_be_undone(self, actor):
+        card = CouponFactory(pool=GiftCardPoolFactory(value="100.00", minimum_value="20.00"), status=S.CLAIMED)
+        services.coupon_redeem(coupon=card, actor=actor, amount=Decimal("90"))
+        assert snapshot(card)[0] == S.INVALID
+        assert "unredeem" in services.allowed_actions(Coupon.objects.select_related("terms__effective").get(pk=card.pk))
+        services.coupon_unredeem(coupon=card, actor=actor)
+        assert snapshot(card)[0] == S.CLAIMED and card.balance == Decimal("100.00")
+
+    def test_a_manually_invalidated_gift_card_stays_invalid(self, actor):
+        card = CouponFactory(pool=GiftCardPoolFactory(value="100.00", minimum_value="20.00"), status=S.CLAIMED)
+        services.coupon_redeem(coupon=card, actor=actor, amount=Decimal("30"))
+        services.coupon_unredeem(coupon=card, actor=actor)  # claimed again, nothing left to undo
+        services.coupon_invalidate(coupon=card, actor=actor)
+        with pytest.raises(CouponActionError, match="this one is invalid"):
+            services.coupon_unredeem(coupon=card, actor=actor)
+        assert snapshot(card)[0] == S.INVALID
+
+
+EXPECTED_EVENTS = {  # action -> events written for a coupon that has a customer
+    "invalidate": ["coupon_invalidate"], "unassign": ["coupon_unassign"], "redeem": ["coupon_redeem"],
+    "unredeem": ["coupon_unredeem"], "expire": ["coupon_expire"],
+}
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+@pytest.mark.parametrize("status", ALL_STATUSES, ids=lambda s: s.slug)
+def test_allowed_actions_write_exactly_their_events_for_the_holder(action, status, actor):
+    run, allowed = ACTIONS[action]
+    if status not in allowed:
+        return  # the refusals are covered above
+    coupon = CouponFactory(status=status)
+    holder = coupon.customer_id
+    run(coupon, actor)
+    written = list(CustomerEvent.objects.values_list("action", "customer_id", "coupon_id", "actor_label"))
+    expected = [] if holder is None else [(name, holder, coupon.pk, "operator") for name in EXPECTED_EVENTS[action]]
+    assert written == expected

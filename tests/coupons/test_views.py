@@ -239,7 +239,7 @@ def test_statistics_page(manager_client):
     coupon = coupon_claim(pool=pool, customer=customer, actor=Actor.system())
     coupon_redeem(coupon=coupon, actor=Actor.system())
     response = manager_client.get(reverse("coupons:pool_statistics", args=[pool.pk]))
-    counts = dict((s.slug, n) for s, n in response.context["status_counts"])
+    counts = {s.slug: n for s, n, _ in response.context["status_counts"]}
     assert counts["unassigned"] == 2 and counts["redeemed"] == 1
     activity = response.context["activity"]
     assert activity["claims"][-1] == 1 and activity["redemptions"][-1] == 1 and len(activity["labels"]) == 30

@@ -1,0 +1,225 @@
+"""Bulk generation: batches of millions of unique codes for a bulk pool.
+
+A batch is reserved against the pool's limits when it is created (under the pool's
+row lock, so parallel batches can never break them together), then filled chunk by
+chunk. Each chunk runs in one transaction that holds the batch row lock: it draws
+codes from the pattern engine (CSPRNG, excluded characters and phrases honoured),
+inserts them skipping any code that exists in any pool, and raises ``generated`` by
+exactly what was inserted. A worker killed mid-chunk therefore leaves the last
+committed chunk and a counter that matches it; resuming tops up to ``requested``.
+
+On PostgreSQL a chunk is COPYed into a temporary staging table and moved with one
+set-based INSERT (see ``_insert_postgresql``): no ORM in the hot path, memory flat at
+about one chunk. SQLite takes a slower ``INSERT OR IGNORE`` path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, IntegerField, Sum, When
+from django.utils import timezone
+
+from pools.models import CouponPool, PoolSource
+from pools.patterns import codes_to_lines, codes_to_str
+
+from .models import CouponStatus, GenerationBatch, GenerationStatus
+
+log = logging.getLogger(__name__)
+
+BATCH_LIMIT = 5_000_000
+POOL_LIMIT = 100_000_000
+CHUNK = settings.COUPON_GENERATION_CHUNK
+STALE_AFTER = timedelta(minutes=2)  # no heartbeat for this long: the worker is gone
+
+
+class GenerationError(Exception):
+    """A generation request that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class Capacity:
+    limit: int  # the smaller of the per-pool maximum and 1% of the combinations
+    reserved: int  # coupons of the pool's batches, done or still to come
+    pool_limit: int
+    combinations: int
+
+    @property
+    def guessing_limit(self) -> int:
+        return self.combinations // 100
+
+    @property
+    def available(self) -> int:
+        return max(0, self.limit - self.reserved)
+
+
+def pool_generation_capacity(pool: CouponPool) -> Capacity:
+    pattern = pool.compiled_pattern()
+    combinations = pattern.combinations if pattern is not None else 0
+    reserved = GenerationBatch.objects.filter(pool=pool).aggregate(
+        n=Sum(Case(
+            When(status=GenerationStatus.FAILED, then=F("generated")),  # a failed batch keeps what it made
+            default=F("requested"),
+            output_field=IntegerField(),
+        ))
+    )["n"] or 0
+    return Capacity(
+        limit=min(POOL_LIMIT, combinations // 100), reserved=reserved, pool_limit=POOL_LIMIT,
+        combinations=combinations,
+    )
+
+
+def generation_start(*, pool: CouponPool, count: int, user=None, enqueue: bool = True) -> GenerationBatch:
+    """Reserve ``count`` coupons of the pool's capacity and queue the batch."""
+    if pool.source != PoolSource.BULK:
+        raise GenerationError("Only bulk generation pools generate coupons in batches.")
+    if not 1 <= count <= BATCH_LIMIT:
+        raise GenerationError(f"Generate between 1 and {BATCH_LIMIT:,} coupons per batch.")
+    with transaction.atomic():
+        pool = CouponPool.objects.select_for_update().get(pk=pool.pk)
+        capacity = pool_generation_capacity(pool)
+        if count > capacity.available:
+            raise GenerationError(_capacity_refusal(count, capacity))
+        batch = GenerationBatch.objects.create(
+            pool=pool, requested=count,
+            created_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
+        )
+        if pool.generation_started_at is None:
+            # From now on source and pattern are locked (CouponPool.clean).
+            CouponPool.objects.filter(pk=pool.pk).update(generation_started_at=timezone.now())
+        if enqueue:
+            _enqueue(batch)
+    return batch
+
+
+def _capacity_refusal(count: int, capacity: Capacity) -> str:
+    if capacity.available == 0:
+        return "This pool cannot take more coupons: it has reached its maximum of " f"{capacity.limit:,}."
+    why = (
+        f"at most 1% of the pattern's {capacity.combinations:,} combinations, against guessing"
+        if capacity.guessing_limit < capacity.pool_limit
+        else f"at most {capacity.pool_limit:,} coupons per pool"
+    )
+    return (
+        f"This pool can take only {capacity.available:,} more coupons ({why}); "
+        f"{count:,} were requested."
+    )
+
+
+def generation_resume(*, batch: GenerationBatch, enqueue: bool = True) -> GenerationBatch:
+    with transaction.atomic():
+        batch = GenerationBatch.objects.select_for_update().get(pk=batch.pk)
+        if not batch.can_resume:
+            raise GenerationError("Only an interrupted or failed batch with coupons still to make can be resumed.")
+        batch.status = GenerationStatus.QUEUED
+        batch.error = ""
+        batch.save(update_fields=["status", "error"])
+        if enqueue:
+            _enqueue(batch)
+    return batch
+
+
+def _enqueue(batch: GenerationBatch) -> None:
+    from .tasks import generate_batch
+
+    transaction.on_commit(lambda: generate_batch.delay(batch.pk))
+
+
+def generation_run(*, batch_id: int, progress=None) -> GenerationBatch:
+    """Fill the batch up to ``requested``, chunk by chunk; safe to run twice at once."""
+    progress = progress or (lambda batch: None)
+    while True:
+        with transaction.atomic():
+            batch = GenerationBatch.objects.select_for_update().select_related("pool").get(pk=batch_id)
+            if batch.status in (GenerationStatus.DONE, GenerationStatus.FAILED):
+                return batch
+            now = timezone.now()
+            remaining = batch.requested - batch.generated
+            if remaining <= 0:
+                batch.status, batch.finished_at, batch.heartbeat_at = GenerationStatus.DONE, now, now
+                batch.save(update_fields=["status", "finished_at", "heartbeat_at"])
+                progress(batch)
+                return batch
+            pool = batch.pool
+            matrix = pool.compiled_pattern().generate_matrix(min(CHUNK, remaining))
+            inserted = _insert_codes(pool, matrix)
+            batch.generated += inserted
+            batch.status = GenerationStatus.RUNNING
+            batch.started_at = batch.started_at or now
+            batch.heartbeat_at = now
+            batch.save(update_fields=["generated", "status", "started_at", "heartbeat_at"])
+        progress(batch)
+
+
+def generation_fail(*, batch_id: int, error: str) -> None:
+    GenerationBatch.objects.filter(pk=batch_id).exclude(status=GenerationStatus.DONE).update(
+        status=GenerationStatus.FAILED, error=error[:2000], finished_at=timezone.now()
+    )
+
+
+def generation_mark_interrupted(*, now=None) -> int:
+    """Batches whose worker stopped sending heartbeats (killed, machine gone)."""
+    now = now or timezone.now()
+    stale = GenerationBatch.objects.filter(status=GenerationStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+    return stale.update(
+        status=GenerationStatus.INTERRUPTED,
+        error="The worker stopped while generating; resume the batch to finish it.",
+    )
+
+
+def _insert_codes(pool: CouponPool, matrix) -> int:
+    """Insert the codes as unassigned coupons of ``pool``; returns how many were new."""
+    if connection.vendor == "postgresql":
+        return _insert_postgresql(pool, codes_to_lines(matrix))
+    return _insert_portable(pool, codes_to_str(matrix))
+
+
+_INSERT = (
+    "INSERT INTO coupons_coupon (pool_id, terms_id, code, shared_code, status, usages, claims) "
+    "SELECT %s, %s, code, false, %s, 0, 0 FROM generation_stage"
+)
+
+
+def _insert_postgresql(pool: CouponPool, lines: bytes) -> int:
+    """COPY the chunk into a staging table, then move it into the coupons table.
+
+    A plain INSERT is tried first, in a savepoint: with codes drawn at random from a
+    pattern that allows 100 times the pool's size, a chunk almost never meets an
+    existing code, and a plain INSERT is about four times faster than ON CONFLICT.
+    Correctness does not rest on that bet: the unique index refuses any duplicate
+    (also one a parallel batch has just inserted), and the chunk is then inserted
+    again skipping the conflicts, in code order (so parallel batches lock codes in the
+    same order and cannot deadlock).
+    """
+    params = [pool.pk, pool.current_terms_id, int(CouponStatus.UNASSIGNED)]
+    with connection.cursor() as cursor:
+        # The chunk and the batch counter commit together, so a database crash can only
+        # lose both (the resume makes them again): no need to wait for the WAL flush.
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS generation_stage (code text) ON COMMIT DELETE ROWS")
+        with cursor.copy("COPY generation_stage (code) FROM STDIN") as copy:
+            copy.write(lines)
+        try:
+            with transaction.atomic():
+                cursor.execute(_INSERT, params)
+                return cursor.rowcount
+        except IntegrityError:
+            cursor.execute(
+                _INSERT + ' ORDER BY code COLLATE "C" ON CONFLICT (code) WHERE shared_code = false DO NOTHING',
+                params,
+            )
+            return cursor.rowcount
+
+
+def _insert_portable(pool: CouponPool, codes: list[str]) -> int:
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT OR IGNORE INTO coupons_coupon (pool_id, terms_id, code, shared_code, status, usages, claims) "
+            "VALUES (%s, %s, %s, 0, %s, 0, 0)",
+            [(pool.pk, pool.current_terms_id, code, int(CouponStatus.UNASSIGNED)) for code in sorted(codes)],
+        )
+        return cursor.rowcount

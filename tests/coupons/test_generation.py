@@ -1,0 +1,286 @@
+"""Bulk generation: exact counts, uniqueness across pools, limits, crash and resume."""
+
+import threading
+import time
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import connections
+from django.urls import reverse
+from django.utils import timezone
+
+from coupons import generation
+from coupons.generation import GenerationError, generation_run, generation_start
+from coupons.models import Coupon, CouponStatus, GenerationBatch, GenerationStatus
+from coupons.services import Actor, CouponActionError, coupon_claim
+from pools.models import PoolSource
+from pools.patterns.parsing import Pattern
+from pools.services import pool_update
+from tests.conftest import start_worker
+from tests.factories import BulkPoolFactory, CouponFactory, CustomerFactory, PoolFactory
+
+pytestmark = pytest.mark.django_db
+S = CouponStatus
+
+
+def generate(pool, count, **kwargs):
+    batch = generation_start(pool=pool, count=count, enqueue=False, **kwargs)
+    return generation_run(batch_id=batch.pk)
+
+
+class TestExactCounts:
+    def test_a_batch_ends_with_exactly_the_requested_coupons(self, monkeypatch):
+        monkeypatch.setattr(generation, "CHUNK", 700)
+        pool = BulkPoolFactory(pattern="EX-$$$$$$$$")
+        batch = generate(pool, 5_000)
+        assert (batch.status, batch.generated) == (GenerationStatus.DONE, 5_000)
+        codes = list(Coupon.objects.filter(pool=pool).values_list("code", flat=True))
+        assert len(codes) == len(set(codes)) == 5_000
+        compiled = pool.compiled_pattern()
+        assert all(compiled.matches(code) for code in codes)
+        assert set(Coupon.objects.filter(pool=pool).values_list("status", "terms_id")) == {(S.UNASSIGNED, pool.current_terms_id)}
+
+    def test_collisions_with_codes_of_any_pool_are_skipped_and_topped_up(self, monkeypatch):
+        # Given codes of another pool that the generator is made to draw again
+        other = PoolFactory()
+        taken = [CouponFactory(pool=other, code=f"COL-{n:04d}").code for n in range(30)]
+        pool = BulkPoolFactory(pattern="COL-####")
+        real = Pattern.generate_matrix
+        calls = []
+
+        def with_collisions(self, count):
+            matrix = real(self, count)
+            if not calls:  # the first chunk repeats every taken code
+                forced = np.frombuffer("".join(taken).encode(), dtype=np.uint8).reshape(len(taken), -1)
+                matrix = np.concatenate([forced, matrix[: count - len(taken)]])
+            calls.append(count)
+            return matrix
+
+        monkeypatch.setattr(Pattern, "generate_matrix", with_collisions)
+        # When a batch of 80 runs
+        batch = generate(pool, 80)
+        # Then the taken codes stay in their pool, and the batch still made exactly 80
+        assert batch.generated == 80 == Coupon.objects.filter(pool=pool).count()
+        assert set(Coupon.objects.filter(code__in=taken).values_list("pool_id", flat=True)) == {other.pk}
+        assert calls[0] == 80 and calls[1] >= 30  # the second chunk topped up what was skipped
+
+    def test_excluded_characters_and_phrases_are_honoured(self):
+        pool = BulkPoolFactory(pattern="XP-@@@@##", excluded_characters="a,e,i,o,u,0,1", excluded_phrases="xx\nzz")
+        generate(pool, 3_000)
+        codes = list(Coupon.objects.filter(pool=pool).values_list("code", flat=True))
+        assert len(codes) == 3_000
+        assert not any(set(code[3:]) & set("aeiou01") for code in codes)
+        assert not any("xx" in code.lower() or "zz" in code.lower() for code in codes)
+
+
+class TestLimits:
+    @pytest.mark.parametrize("count, message", [
+        (0, "between 1 and 5,000,000"), (5_000_001, "between 1 and 5,000,000"),
+    ])
+    def test_batch_size(self, count, message):
+        with pytest.raises(GenerationError, match=message):
+            generation_start(pool=BulkPoolFactory(), count=count, enqueue=False)
+        assert not GenerationBatch.objects.exists()
+
+    def test_one_percent_of_the_combinations(self):
+        pool = BulkPoolFactory(pattern="OP-####")  # 10,000 combinations: 100 coupons at most
+        with pytest.raises(GenerationError, match=r"only 100 more coupons \(at most 1% of the pattern's 10,000"):
+            generation_start(pool=pool, count=101, enqueue=False)
+        generate(pool, 60)
+        with pytest.raises(GenerationError, match="only 40 more coupons"):
+            generation_start(pool=pool, count=41, enqueue=False)
+        generate(pool, 40)
+        with pytest.raises(GenerationError, match="reached its maximum of 100"):
+            generation_start(pool=pool, count=1, enqueue=False)
+        assert Coupon.objects.filter(pool=pool).count() == 100
+
+    def test_one_percent_counts_after_excluded_characters(self):
+        pool = BulkPoolFactory(pattern="EC-####", excluded_characters="0,1,2,3,4")  # 5^4 = 625 -> 6
+        with pytest.raises(GenerationError, match="only 6 more"):
+            generation_start(pool=pool, count=7, enqueue=False)
+
+    def test_per_pool_maximum(self, monkeypatch):
+        monkeypatch.setattr(generation, "POOL_LIMIT", 50)
+        pool = BulkPoolFactory()
+        with pytest.raises(GenerationError, match=r"only 50 more coupons \(at most 50 coupons per pool\)"):
+            generation_start(pool=pool, count=51, enqueue=False)
+
+    def test_a_failed_batch_gives_back_what_it_did_not_make(self):
+        pool = BulkPoolFactory(pattern="FB-####")
+        batch = generation_start(pool=pool, count=100, enqueue=False)
+        generation.generation_fail(batch_id=batch.pk, error="boom")
+        assert generation.pool_generation_capacity(pool).available == 100
+
+    def test_only_bulk_pools(self):
+        with pytest.raises(GenerationError, match="Only bulk generation pools"):
+            generation_start(pool=PoolFactory(), count=1, enqueue=False)
+
+
+def test_source_and_pattern_lock_when_the_first_batch_starts():
+    pool = BulkPoolFactory(pattern="LK-$$$$$$")
+    pool_update(pool=pool, actor=None, pattern="LK-$$$$$$$")  # still free before generation
+    generation_start(pool=pool, count=10, enqueue=False)
+    pool.refresh_from_db()
+    assert pool.generation_started_at is not None
+    with pytest.raises(ValidationError, match="cannot change once bulk generation has started"):
+        pool_update(pool=pool, actor=None, pattern="LK-########")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_batches_never_break_the_limit_or_duplicate(monkeypatch):
+    monkeypatch.setattr(generation, "CHUNK", 40)
+    pool = BulkPoolFactory(pattern="PB-####")  # at most 100
+    other = BulkPoolFactory(pattern="PB-^####")  # at most 2,600; runs alongside
+    barrier = threading.Barrier(4)
+    outcomes = []
+
+    def work(target, count):
+        try:
+            barrier.wait()
+            batch = generation_start(pool=target, count=count, enqueue=False)
+            outcomes.append(generation_run(batch_id=batch.pk).generated)
+        except GenerationError as exc:
+            outcomes.append(str(exc))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=args) for args in
+               [(pool, 60), (pool, 60), (other, 150), (other, 150)]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    made = sorted(o for o in outcomes if isinstance(o, int))
+    refused = [o for o in outcomes if isinstance(o, str)]
+    assert made == [60, 150, 150] and len(refused) == 1 and "only 40 more" in refused[0]
+    assert Coupon.objects.filter(pool=pool).count() == 60
+    assert Coupon.objects.filter(pool=other).count() == 300
+    assert Coupon.objects.values("code").distinct().count() == Coupon.objects.count()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker_env(COUPON_GENERATION_CHUNK="4000")
+def test_killed_worker_loses_nothing_and_the_batch_resumes_to_the_exact_count(celery_worker_process):
+    pool = BulkPoolFactory(pattern="KW-$$$$$$$$$$")
+    # Given a batch running in a real worker, in chunks of 4,000
+    batch = generation_start(pool=pool, count=300_000)
+    celery_worker_process.wait_for(lambda: GenerationBatch.objects.get(pk=batch.pk), lambda b: b.generated >= 8_000)
+    # When the worker is killed mid-batch
+    celery_worker_process.process.kill()
+    celery_worker_process.process.wait(timeout=10)
+    batch.refresh_from_db()
+    in_database = Coupon.objects.filter(pool=pool).count()
+    # Then what was committed is counted exactly: nothing lost, nothing twice
+    assert 8_000 <= batch.generated < 300_000
+    assert in_database == batch.generated
+    assert batch.status == GenerationStatus.RUNNING
+    # And the watchdog marks it interrupted once its heartbeat is stale
+    assert generation.generation_mark_interrupted(now=timezone.now() + timedelta(minutes=5)) == 1
+    batch.refresh_from_db()
+    assert batch.status == GenerationStatus.INTERRUPTED and batch.can_resume
+    # And a new worker resumes it to exactly the requested count
+    second = start_worker(celery_worker_process.queue, COUPON_GENERATION_CHUNK="50000")
+    try:
+        generation.generation_resume(batch=batch)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            batch.refresh_from_db()
+            if batch.status == GenerationStatus.DONE:
+                break
+            time.sleep(0.3)
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert (batch.status, batch.generated) == (GenerationStatus.DONE, 300_000)
+    assert Coupon.objects.filter(pool=pool).count() == 300_000
+    assert Coupon.objects.filter(pool=pool).values("code").distinct().count() == 300_000
+
+
+def test_running_it_twice_does_not_overshoot():
+    pool = BulkPoolFactory()
+    batch = generation_start(pool=pool, count=500, enqueue=False)
+    generation_run(batch_id=batch.pk)
+    GenerationBatch.objects.filter(pk=batch.pk).update(status=GenerationStatus.RUNNING)  # a stale redelivery
+    generation_run(batch_id=batch.pk)
+    assert Coupon.objects.filter(pool=pool).count() == 500
+
+
+class TestGeneratedPools:
+    def test_claims_respect_the_one_percent_rule(self):
+        pool = PoolFactory(source=PoolSource.GENERATED, pattern="G-###")  # 1,000 combinations: 10
+        for _ in range(10):
+            coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
+        with pytest.raises(CouponActionError, match="has issued 10 coupons, the most its pattern allows"):
+            coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
+        assert Coupon.objects.filter(pool=pool).count() == 10
+
+
+def test_generate_coupons_command(capsys):
+    pool = BulkPoolFactory(external_id="BULK-CMD-1", pattern="CMD-######")  # at most 10,000
+    call_command("generate_coupons", "BULK-CMD-1", "--count", "1234")
+    out = capsys.readouterr().out
+    assert "1,234 coupons generated" in out and "[" in out
+    assert Coupon.objects.filter(pool=pool).count() == 1234
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="only 8,766 more"):
+        call_command("generate_coupons", str(pool.pk), "--count", "9000")
+    with pytest.raises(CommandError, match="No coupon pool"):
+        call_command("generate_coupons", "NOPE-404", "--count", "1")
+
+
+class TestPages:
+    def test_empty_bulk_pool_offers_to_start(self, manager_client):
+        pool = BulkPoolFactory()
+        html = manager_client.get(reverse("coupons:pool_coupons", args=[pool.pk])).content.decode()
+        assert "Click here to start generation process" in html and "Bulk generation</a>" not in html
+        generation_start(pool=pool, count=5, enqueue=False)
+        html = manager_client.get(reverse("coupons:pool_coupons", args=[pool.pk])).content.decode()
+        assert "Click here to start generation process" not in html and "Bulk generation</a>" in html
+
+    def test_generation_form_shows_capacity_and_refuses_too_many(self, manager_client, django_capture_on_commit_callbacks):
+        pool = BulkPoolFactory(pattern="PG-####")
+        url = reverse("coupons:pool_generation", args=[pool.pk])
+        page = manager_client.get(url).content.decode()
+        assert "can still take <strong>100</strong> coupons" in page
+        refused = manager_client.post(url, {"count": "101"})
+        assert "only 100 more coupons" in refused.content.decode()
+        with django_capture_on_commit_callbacks() as callbacks:
+            response = manager_client.post(url, {"count": "30"})
+        assert response.status_code == 302 and len(callbacks) == 1  # the task is queued on commit
+        batch = GenerationBatch.objects.get()
+        assert (batch.requested, batch.created_by.username) == (30, "manager")
+        fragment = manager_client.get(reverse("coupons:generation_batch", args=[batch.pk])).content.decode()
+        assert 'hx-trigger="every 1s"' in fragment
+
+    def test_resume_button(self, manager_client, django_capture_on_commit_callbacks):
+        pool = BulkPoolFactory()
+        batch = generation_start(pool=pool, count=10, enqueue=False)
+        GenerationBatch.objects.filter(pk=batch.pk).update(status=GenerationStatus.INTERRUPTED)
+        assert "Resume" in manager_client.get(reverse("coupons:pool_generation", args=[pool.pk])).content.decode()
+        with django_capture_on_commit_callbacks():
+            manager_client.post(reverse("coupons:generation_batch", args=[batch.pk]))
+        batch.refresh_from_db()
+        assert batch.status == GenerationStatus.QUEUED
+
+    def test_read_only_users_cannot_generate(self, client):
+        from tests.factories import UserFactory
+
+        pool = BulkPoolFactory()
+        client.force_login(UserFactory(username="reader", manager=False))
+        assert client.post(reverse("coupons:pool_generation", args=[pool.pk]), {"count": "5"}).status_code == 403
+        assert not GenerationBatch.objects.exists()
+
+
+def test_pattern_engine_failures_fail_the_batch_with_the_reason():
+    from coupons.tasks import generate_batch
+
+    pool = BulkPoolFactory(pattern="PF-####")
+    batch = generation_start(pool=pool, count=50, enqueue=False)
+    pool.__class__.objects.filter(pk=pool.pk).update(excluded_phrases="\n".join(str(d) for d in range(10)))
+    generate_batch.apply(args=[batch.pk])
+    batch.refresh_from_db()
+    assert batch.status == GenerationStatus.FAILED and "excluded phrase" in batch.error
