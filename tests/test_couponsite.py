@@ -129,3 +129,28 @@ def test_embedded_default_worker_runs_a_real_task(tmp_path):
         worker.terminate()
         worker.wait(timeout=30)
         log.close()
+
+
+def test_embedded_default_generates_a_batch_on_sqlite(tmp_path):
+    """Bulk generation's portable path (INSERT OR IGNORE) on the embedded SQLite."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update({"DEBUG": "true", "COUPONS_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "couponsite.settings",
+                "COUPON_GENERATION_CHUNK": "3000"})
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    make_pool = (
+        "from pools.services import pool_create;"
+        "pool_create(actor=None, name='bulk', external_id='SQLITE-BULK', source='bulk', pattern='SQ-$$$$$$',"
+        " excluded_characters='O,0', coupon_type='amount', value=1)"
+    )
+    subprocess.run([*manage, "shell", "-c", make_pool], cwd=ROOT, env=env, check=True, timeout=60)
+    run = subprocess.run([*manage, "generate_coupons", "SQLITE-BULK", "--count", "10000"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "10,000 coupons generated" in run.stdout
+    count = subprocess.run(
+        [*manage, "shell", "-c", "from coupons.models import Coupon; c = Coupon.objects.filter(pool__external_id="
+         "'SQLITE-BULK'); print(c.count(), c.values('code').distinct().count(), c.filter(code__contains='0').count())"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    ).stdout.strip().splitlines()[-1]
+    assert count == "10000 10000 0"
