@@ -38,10 +38,12 @@ def count_or_estimate(queryset: QuerySet, limit: int = EXACT_COUNT_LIMIT) -> int
 def count_with_accuracy(queryset: QuerySet, limit: int = EXACT_COUNT_LIMIT) -> tuple[int, bool]:
     """``(count, is_estimate)``: exact up to ``limit``, the planner's estimate beyond."""
     estimate = estimate_count(queryset)
-    if estimate is not None and estimate > limit:
+    if estimate is None:
+        return queryset.count(), False  # no planner estimate (SQLite: small installations)
+    if estimate > limit:
         return estimate, True
     bounded = queryset.order_by()[: limit + 1].count()
-    if bounded <= limit or estimate is None:
+    if bounded <= limit:
         return bounded, False
     return max(estimate, bounded), True
 

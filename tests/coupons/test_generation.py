@@ -284,3 +284,10 @@ def test_pattern_engine_failures_fail_the_batch_with_the_reason():
     generate_batch.apply(args=[batch.pk])
     batch.refresh_from_db()
     assert batch.status == GenerationStatus.FAILED and "excluded phrase" in batch.error
+
+
+def test_generated_coupons_keep_a_random_order():
+    pool = BulkPoolFactory(pattern="RO-$$$$$$")
+    generate(pool, 500)
+    codes = list(Coupon.objects.filter(pool=pool).order_by("id").values_list("code", flat=True))
+    assert codes != sorted(codes) and codes != sorted(codes, reverse=True)

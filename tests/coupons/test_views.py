@@ -319,3 +319,15 @@ class TestPoolEditPropagation:
         for label in ["Do not update coupons", "Update unassigned coupons", "Update not yet redeemed coupons",
                       "Update all coupons", "Matching"]:
             assert label in html
+
+
+def test_matching_count_is_exact_without_a_planner_estimate(manager_client, monkeypatch):
+    from coupons import selectors, views
+
+    monkeypatch.setattr(selectors, "estimate_count", lambda queryset: None)  # as on SQLite
+    monkeypatch.setattr(views, "PAGE_COUNT_EXACT_LIMIT", 2)
+    pool = PoolFactory()
+    for _ in range(5):
+        CouponFactory(pool=pool)
+    response = manager_client.get(reverse("coupons:pool_coupons", args=[pool.pk]))
+    assert (response.context["matching"], response.context["matching_is_estimate"]) == (5, False)
