@@ -276,16 +276,20 @@ def _check_guessing_protection(pool: CouponPool, limit: int) -> None:
 # --- simple transitions ------------------------------------------------------------
 
 
-@transaction.atomic
-def coupon_invalidate(*, coupon: Coupon, actor: Actor) -> Coupon:
+def _set_status(coupon: Coupon, *, rule: str, status: int, event: str, actor: Actor) -> Coupon:
+    """Lock, check the rule, write the holder's event (if any), set the new status."""
     coupon = _lock(coupon)
-    RULES["invalidate"].check(coupon)
-    now = timezone.now()
+    RULES[rule].check(coupon)
     if coupon.customer_id:
-        _event(EventAction.INVALIDATE, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now)
-    coupon.status = S.INVALID
+        _event(event, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=timezone.now())
+    coupon.status = status
     coupon.save(update_fields=["status"])
     return coupon
+
+
+@transaction.atomic
+def coupon_invalidate(*, coupon: Coupon, actor: Actor) -> Coupon:
+    return _set_status(coupon, rule="invalidate", status=S.INVALID, event=EventAction.INVALIDATE, actor=actor)
 
 
 @transaction.atomic
@@ -322,13 +326,7 @@ def coupon_transfer(*, coupon: Coupon, actor: Actor, customer_id: str = "", emai
 
 @transaction.atomic
 def coupon_expire(*, coupon: Coupon, actor: Actor) -> Coupon:
-    coupon = _lock(coupon)
-    RULES["expire"].check(coupon)
-    now = timezone.now()
-    _event(EventAction.EXPIRE, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now)
-    coupon.status = S.EXPIRED
-    coupon.save(update_fields=["status"])
-    return coupon
+    return _set_status(coupon, rule="expire", status=S.EXPIRED, event=EventAction.EXPIRE, actor=actor)
 
 
 # --- redeem / unredeem ---------------------------------------------------------------

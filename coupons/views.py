@@ -172,27 +172,51 @@ class PoolGenerationView(PoolTabMixin, TemplateView):
         return self.render_to_response(self.get_context_data(form=form))
 
 
-class GenerationBatchView(View):
-    """htmx fragment polled for a batch's progress; POST resumes an interrupted batch."""
+class ProgressView(View):
+    """htmx fragment polled for the progress of long work; POST resumes it.
+
+    Subclasses name the row's model, its fragment, the permission to resume, the
+    service that resumes it and the error that service raises.
+    """
+
+    model = None
+    template_name = ""
+    context_name = ""
+    resume_permission = ""
+    resume_error: type[Exception] = ValueError
 
     def setup(self, request, *args, **kwargs):
         super().setup(request, *args, **kwargs)
-        self.batch = get_object_or_404(GenerationBatch.objects.select_related("created_by"), pk=kwargs["batch_pk"])
-        pool_get_visible(user=request.user, pk=self.batch.pool_id)
+        self.object = get_object_or_404(self.model.objects.select_related("pool"), pk=kwargs["pk"])
+        pool_get_visible(user=request.user, pk=self.object.pool_id)
 
-    def get(self, request, batch_pk):
-        return render(request, "coupons/_generation_batch.html", {"batch": self.batch})
+    def get(self, request, pk):
+        return render(request, self.template_name, {self.context_name: self.object})
 
-    def post(self, request, batch_pk):
-        if not request.user.has_perm("coupons.add_coupon"):
+    def post(self, request, pk):
+        if not request.user.has_perm(self.resume_permission):
             raise PermissionDenied
         try:
-            generation_resume(batch=self.batch)
-        except GenerationError as exc:
+            self.resume()
+        except self.resume_error as exc:
             messages.error(request, str(exc))
         else:
-            messages.success(request, f"Resuming batch #{self.batch.pk}.")
-        return redirect("coupons:pool_generation", pk=self.batch.pool_id)
+            messages.success(request, f"Resuming {self.context_name} #{self.object.pk}.")
+        candidate = request.POST.get("next", "")
+        if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}):
+            return redirect(candidate)
+        return redirect(self.back_url())
+
+
+class GenerationBatchView(ProgressView):
+    model, template_name, context_name = GenerationBatch, "coupons/_generation_batch.html", "batch"
+    resume_permission, resume_error = "coupons.add_coupon", GenerationError
+
+    def resume(self):
+        generation_resume(batch=self.object)
+
+    def back_url(self):
+        return reverse("coupons:pool_generation", args=[self.object.pool_id])
 
 
 class CouponActionView(PermissionRequiredMixin, View):
@@ -258,29 +282,15 @@ DONE_MESSAGES = {
 }
 
 
-class JobView(View):
-    """htmx fragment polled for a job's progress; POST resumes a failed job."""
+class JobView(ProgressView):
+    model, template_name, context_name = CouponJob, "coupons/_job.html", "job"
+    resume_permission = "coupons.change_coupon"
 
-    def setup(self, request, *args, **kwargs):
-        super().setup(request, *args, **kwargs)
-        self.job = get_object_or_404(CouponJob.objects.select_related("pool"), pk=kwargs["job_pk"])
-        pool_get_visible(user=request.user, pk=self.job.pool_id)
+    def resume(self):
+        job_resume(job=self.object)
 
-    def get(self, request, job_pk):
-        return render(request, "coupons/_job.html", {"job": self.job})
-
-    def post(self, request, job_pk):
-        if not request.user.has_perm("coupons.change_coupon"):
-            raise PermissionDenied
-        try:
-            job_resume(job=self.job)
-        except ValueError as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Resuming: {self.job.get_kind_display().lower()} #{self.job.pk}.")
-        return redirect(request.POST.get("next") if url_has_allowed_host_and_scheme(
-            request.POST.get("next", ""), allowed_hosts={request.get_host()}) else reverse(
-            "coupons:pool_coupons", args=[self.job.pool_id]))
+    def back_url(self):
+        return reverse("coupons:pool_coupons", args=[self.object.pool_id])
 
 
 class PoolCouponsExportView(PoolTabMixin, View):
