@@ -23,11 +23,11 @@ import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, IntegerField, Sum, When
+from django.db.models import Case, F, IntegerField, Q, Sum, When
 from django.utils import timezone
 
 from pools.models import CouponPool, PoolSource
-from pools.patterns import codes_to_lines, codes_to_str
+from pools.patterns import PatternError, codes_to_lines, codes_to_str
 
 from .models import CouponStatus, GenerationBatch, GenerationStatus
 
@@ -37,6 +37,7 @@ BATCH_LIMIT = 5_000_000
 POOL_LIMIT = 100_000_000
 CHUNK = settings.COUPON_GENERATION_CHUNK
 STALE_AFTER = timedelta(minutes=2)  # no heartbeat for this long: the worker is gone
+QUEUED_TOO_LONG = timedelta(minutes=30)
 
 
 class GenerationError(Exception):
@@ -60,7 +61,10 @@ class Capacity:
 
 
 def pool_generation_capacity(pool: CouponPool) -> Capacity:
-    pattern = pool.compiled_pattern()
+    try:
+        pattern = pool.compiled_pattern()
+    except PatternError:  # a pattern made invalid behind the model's back: no capacity
+        pattern = None
     combinations = pattern.combinations if pattern is not None else 0
     reserved = GenerationBatch.objects.filter(pool=pool).aggregate(
         n=Sum(Case(
@@ -114,9 +118,16 @@ def _capacity_refusal(count: int, capacity: Capacity) -> str:
 
 def generation_resume(*, batch: GenerationBatch, enqueue: bool = True) -> GenerationBatch:
     with transaction.atomic():
+        pool = CouponPool.objects.select_for_update().get(pk=batch.pool_id)  # same order as start
         batch = GenerationBatch.objects.select_for_update().get(pk=batch.pk)
         if not batch.can_resume:
             raise GenerationError("Only an interrupted or failed batch with coupons still to make can be resumed.")
+        if batch.status == GenerationStatus.FAILED:
+            # A failed batch gave its unmade coupons back to the pool; take them again.
+            capacity = pool_generation_capacity(pool)
+            missing = batch.requested - batch.generated
+            if missing > capacity.available:
+                raise GenerationError(_capacity_refusal(missing, capacity))
         batch.status = GenerationStatus.QUEUED
         batch.error = ""
         batch.save(update_fields=["status", "error"])
@@ -134,9 +145,11 @@ def _enqueue(batch: GenerationBatch) -> None:
 def generation_run(*, batch_id: int, progress=None) -> GenerationBatch:
     """Fill the batch up to ``requested``, chunk by chunk; safe to run twice at once."""
     progress = progress or (lambda batch: None)
+    barren = 0  # chunks in a row that added nothing
     while True:
         with transaction.atomic():
-            batch = GenerationBatch.objects.select_for_update().select_related("pool").get(pk=batch_id)
+            # Only the batch row is locked: claims on the pool go on meanwhile.
+            batch = GenerationBatch.objects.select_for_update(of=("self",)).select_related("pool").get(pk=batch_id)
             if batch.status in (GenerationStatus.DONE, GenerationStatus.FAILED):
                 return batch
             now = timezone.now()
@@ -149,10 +162,16 @@ def generation_run(*, batch_id: int, progress=None) -> GenerationBatch:
             pool = batch.pool
             matrix = pool.compiled_pattern().generate_matrix(min(CHUNK, remaining))
             inserted = _insert_codes(pool, matrix)
+            barren = 0 if inserted else barren + 1
+            if barren >= 3:
+                raise GenerationError(
+                    "No new codes could be made: nearly every combination of the pattern exists "
+                    "already (in this pool or another)."
+                )
             batch.generated += inserted
             batch.status = GenerationStatus.RUNNING
             batch.started_at = batch.started_at or now
-            batch.heartbeat_at = now
+            batch.heartbeat_at = timezone.now()  # when the chunk is done, not when it began
             batch.save(update_fields=["generated", "status", "started_at", "heartbeat_at"])
         progress(batch)
 
@@ -164,9 +183,15 @@ def generation_fail(*, batch_id: int, error: str) -> None:
 
 
 def generation_mark_interrupted(*, now=None) -> int:
-    """Batches whose worker stopped sending heartbeats (killed, machine gone)."""
+    """Batches whose worker stopped sending heartbeats (killed, machine gone), and
+    batches still queued long after they were created (the worker died before the first
+    chunk committed). Resuming one that was only slow is harmless: runs of the same
+    batch take turns on its row lock and stop at ``requested``."""
     now = now or timezone.now()
-    stale = GenerationBatch.objects.filter(status=GenerationStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+    stale = GenerationBatch.objects.filter(
+        Q(status=GenerationStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+        | Q(status=GenerationStatus.QUEUED, created_at__lt=now - QUEUED_TOO_LONG)
+    )
     return stale.update(
         status=GenerationStatus.INTERRUPTED,
         error="The worker stopped while generating; resume the batch to finish it.",

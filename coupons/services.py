@@ -252,20 +252,25 @@ def _new_generated_coupon(pool: CouponPool, terms) -> Coupon:
     raise CouponActionError("Could not find a free code for this pattern; the pool may be full.", code="pool_full")
 
 
+EXACT_GUESSING_CHECK = 100_000
+
+
 def _check_guessing_protection(pool: CouponPool, limit: int) -> None:
     """A generated pool may hold at most 1% of its pattern's combinations.
 
-    Far from the limit the planner's estimate is enough (no count per claim); near it
-    the claims are serialised on the pool row and counted exactly.
+    A small limit is counted exactly on every claim (a bounded count: cheap). A large
+    one trusts the planner's estimate while it is far below, and counts exactly near
+    it; claims near the limit are serialised on the pool row.
     """
     from .selectors import estimate_count
 
     coupons = Coupon.objects.filter(pool=pool)
-    estimate = estimate_count(coupons)
-    if estimate is not None and estimate < limit // 2:
-        return
+    if limit > EXACT_GUESSING_CHECK:
+        estimate = estimate_count(coupons)
+        if estimate is not None and estimate < limit // 2:
+            return
     CouponPool.objects.select_for_update().filter(pk=pool.pk).first()
-    if coupons.count() >= limit:
+    if coupons.order_by()[:limit].count() >= limit:
         raise CouponActionError(
             f"The pool \u201c{pool.name}\u201d has issued {limit:,} coupons, the most its pattern allows "
             "(1% of its combinations, against guessing).",

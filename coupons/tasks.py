@@ -1,3 +1,4 @@
+import psycopg
 from celery import shared_task
 from django.db import OperationalError
 
@@ -17,12 +18,16 @@ def expire_coupons() -> int:
     return coupons_expire_due()
 
 
-@shared_task(bind=True, acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+# psycopg's own errors too: COPY runs on the raw cursor, outside Django's error wrapping.
+RETRYABLE = (OperationalError, psycopg.OperationalError)
+
+
+@shared_task(bind=True, acks_late=True, autoretry_for=RETRYABLE, retry_backoff=True, max_retries=5)
 def generate_batch(self, batch_id: int) -> None:
     """Fill a generation batch; a deadlock or lost connection retries from the last chunk."""
     try:
         generation.generation_run(batch_id=batch_id)
-    except OperationalError:
+    except RETRYABLE:
         raise  # retried; the batch goes on from its last committed chunk
     except (PatternError, generation.GenerationError) as exc:
         generation.generation_fail(batch_id=batch_id, error=str(exc))

@@ -86,7 +86,7 @@ class PoolForm(BootstrapModelForm):
                 "A key is stored. Leave empty to keep it, or type a new one to replace it."
             )
         if self.instance.pk and self.instance.source_locked:
-            for name in ("source", "pattern"):
+            for name in ("source", "pattern", "excluded_characters"):
                 self.fields[name].disabled = True
                 self.fields[name].help_text = (
                     "Locked: bulk generation has started for this pool."

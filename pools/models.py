@@ -495,13 +495,17 @@ class CouponPool(models.Model):
     def _clean_locked_fields(self, refuse) -> None:
         if not self.pk or not self.source_locked:
             return
-        stored = type(self).objects.filter(pk=self.pk).values("source", "pattern").first()
+        # Excluded characters too: they define which codes the pattern makes, and so the
+        # pool's capacity under the 1% rule.
+        locked = ("source", "pattern", "excluded_characters")
+        stored = type(self).objects.filter(pk=self.pk).values(*locked).first()
         if stored is None:
             return
-        for field in ("source", "pattern"):
+        for field in locked:
             if getattr(self, field) != stored[field]:
+                label = self._meta.get_field(field).verbose_name
                 refuse(
                     field,
-                    f"The {field} cannot change once bulk generation has started "
+                    f"The {label} cannot change once bulk generation has started "
                     f"(it is {stored[field]!r}).",
                 )

@@ -199,16 +199,131 @@ def test_killed_worker_loses_nothing_and_the_batch_resumes_to_the_exact_count(ce
     assert Coupon.objects.filter(pool=pool).values("code").distinct().count() == 300_000
 
 
-def test_running_it_twice_does_not_overshoot():
+@pytest.mark.django_db(transaction=True)
+def test_the_same_batch_run_twice_at_once_does_not_overshoot(monkeypatch):
+    monkeypatch.setattr(generation, "CHUNK", 300)
     pool = BulkPoolFactory()
-    batch = generation_start(pool=pool, count=500, enqueue=False)
-    generation_run(batch_id=batch.pk)
-    GenerationBatch.objects.filter(pk=batch.pk).update(status=GenerationStatus.RUNNING)  # a stale redelivery
-    generation_run(batch_id=batch.pk)
-    assert Coupon.objects.filter(pool=pool).count() == 500
+    batch = generation_start(pool=pool, count=5_000, enqueue=False)
+    barrier = threading.Barrier(2)
+
+    def run():
+        barrier.wait()
+        generation_run(batch_id=batch.pk)  # e.g. a resume while a redelivered task runs
+        connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    batch.refresh_from_db()
+    assert (batch.status, batch.generated) == (GenerationStatus.DONE, 5_000)
+    assert Coupon.objects.filter(pool=pool).count() == 5_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_batches_of_one_small_pool_run_together_without_duplicates(monkeypatch):
+    monkeypatch.setattr(generation, "CHUNK", 20)
+    pool = BulkPoolFactory(pattern="TW-####")  # 100 at most, so the batches' codes meet often
+    first = generation_start(pool=pool, count=50, enqueue=False)
+    second = generation_start(pool=pool, count=50, enqueue=False)
+    barrier = threading.Barrier(2)
+
+    def run(batch):
+        barrier.wait()
+        generation_run(batch_id=batch.pk)
+        connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    codes = list(Coupon.objects.filter(pool=pool).values_list("code", flat=True))
+    assert len(codes) == len(set(codes)) == 100
+
+
+class TestReviewedEdges:
+    def test_resuming_a_failed_batch_takes_its_capacity_again(self):
+        pool = BulkPoolFactory(pattern="RF-####")  # at most 100
+        failed = generation_start(pool=pool, count=100, enqueue=False)
+        generation.generation_fail(batch_id=failed.pk, error="boom")
+        generate(pool, 100)  # the capacity it gave back is used by another batch
+        with pytest.raises(GenerationError, match="reached its maximum of 100"):
+            generation.generation_resume(batch=failed, enqueue=False)
+        assert Coupon.objects.filter(pool=pool).count() == 100
+
+    def test_a_chunk_does_not_lock_the_pool_row(self, monkeypatch):
+        # Claims write events that reference the pool: they must not wait for a chunk.
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        pool = BulkPoolFactory()
+        batch = generation_start(pool=pool, count=10, enqueue=False)
+        with CaptureQueriesContext(connection) as queries:
+            generation_run(batch_id=batch.pk)
+        locks = [q["sql"] for q in queries.captured_queries if "FOR UPDATE" in q["sql"]]
+        assert locks and all('FOR UPDATE OF "coupons_generationbatch"' in sql for sql in locks)
+
+    def test_a_batch_that_cannot_make_progress_fails_with_the_reason(self, monkeypatch):
+        pool = BulkPoolFactory(pattern="NP-####")
+        batch = generation_start(pool=pool, count=10, enqueue=False)
+        monkeypatch.setattr(generation, "_insert_codes", lambda pool, matrix: 0)  # every code taken
+        with pytest.raises(GenerationError, match="No new codes could be made"):
+            generation_run(batch_id=batch.pk)
+
+    def test_the_watchdog_finds_batches_stuck_in_the_queue(self):
+        pool = BulkPoolFactory()
+        batch = generation_start(pool=pool, count=10, enqueue=False)
+        assert generation.generation_mark_interrupted() == 0  # just queued
+        later = timezone.now() + timedelta(hours=1)
+        assert generation.generation_mark_interrupted(now=later) == 1
+        batch.refresh_from_db()
+        assert batch.status == GenerationStatus.INTERRUPTED and batch.can_resume
+
+    def test_psycopg_errors_inside_the_copy_are_retried(self, monkeypatch):
+        import psycopg
+
+        from coupons.tasks import RETRYABLE, generate_batch
+
+        assert psycopg.OperationalError in RETRYABLE and generate_batch.autoretry_for == RETRYABLE
+        pool = BulkPoolFactory()
+        batch = generation_start(pool=pool, count=10, enqueue=False)
+
+        def lost(*args, **kwargs):
+            raise psycopg.OperationalError("terminating connection")
+
+        monkeypatch.setattr(generation, "_insert_codes", lost)
+        with pytest.raises(psycopg.OperationalError):
+            generate_batch.run(batch.pk)
+        batch.refresh_from_db()
+        assert batch.status != GenerationStatus.FAILED  # left for the retry, not failed
+
+    def test_ctrl_c_leaves_a_resumable_batch(self, monkeypatch):
+        from django.core.management import CommandError
+
+        pool = BulkPoolFactory(external_id="CTRL-C-01")
+
+        def interrupted(**kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr("coupons.management.commands.generate_coupons.generation_run", interrupted)
+        with pytest.raises(CommandError, match="--resume"):
+            call_command("generate_coupons", "CTRL-C-01", "--count", "10")
+        assert GenerationBatch.objects.get(pool=pool).status == GenerationStatus.INTERRUPTED
 
 
 class TestGeneratedPools:
+    def test_the_one_percent_rule_does_not_trust_a_stale_estimate(self, monkeypatch):
+        from coupons import selectors
+
+        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: 1)  # stale statistics
+        pool = PoolFactory(source=PoolSource.GENERATED, pattern="GS-###")  # at most 10
+        for _ in range(10):
+            coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
+        with pytest.raises(CouponActionError, match="the most its pattern allows"):
+            coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
+
     def test_claims_respect_the_one_percent_rule(self):
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="G-###")  # 1,000 combinations: 10
         for _ in range(10):

@@ -161,10 +161,15 @@ def test_source_and_pattern_are_locked_once_generation_started():
     assert "source" in error.value.message_dict
     pool.refresh_from_db()
     assert (pool.source, pool.pattern) == (PoolSource.BULK, "LOCK-$$$$")
-    # Everything else can still change.
-    services.pool_update(pool=pool, actor=None, name="Renamed", excluded_characters="O")
+    # Excluded characters too: they decide which codes the pattern makes.
+    with pytest.raises(ValidationError) as error:
+        services.pool_update(pool=pool, actor=None, excluded_characters="O")
+    assert "excluded characters cannot change" in error.value.message_dict["excluded_characters"][0]
     pool.refresh_from_db()
-    assert pool.name == "Renamed"
+    # Everything else can still change.
+    services.pool_update(pool=pool, actor=None, name="Renamed", excluded_phrases="bad")
+    pool.refresh_from_db()
+    assert (pool.name, pool.excluded_characters) == ("Renamed", "")
 
 
 def test_source_and_pattern_can_change_before_generation():

@@ -32,7 +32,16 @@ class Command(BaseCommand):
             else:
                 raise CommandError("Give --count N, or --resume BATCH.")
             started = time.monotonic()
-            batch = generation_run(batch_id=batch.pk, progress=self._progress(started))
+            try:
+                batch = generation_run(batch_id=batch.pk, progress=self._progress(started))
+            except KeyboardInterrupt:
+                GenerationBatch.objects.filter(pk=batch.pk, status__in=["queued", "running"]).update(
+                    status="interrupted", error="Stopped from the command line."
+                )
+                raise CommandError(
+                    f"Stopped. Batch #{batch.pk} keeps what it made; finish it with "
+                    f"generate_coupons {pool} --resume {batch.pk}"
+                ) from None
         except GenerationBatch.DoesNotExist:
             raise CommandError(f"Pool {target} has no batch #{resume}.") from None
         except (GenerationError, PatternError) as exc:
