@@ -1,0 +1,229 @@
+"""CSV files to validated coupon records: no Django, no database.
+
+A file is read as a stream (constant memory, whatever its size). Problems with the
+file as a whole (empty, binary, undecodable in the chosen encoding, no code column,
+unreadable CSV) raise ``FileProblem`` with one message a manager understands; problems
+with one row become an ``InvalidRow`` with its row number and reason, and the rest of
+the file goes on. Duplicates are not judged here: inside the file and against every
+pool they are the database's business (see the import service).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+MAX_CODE_LENGTH = 64  # the coupon code column (pools.patterns.MAX_CODE_LENGTH)
+MAX_CUSTOMER_LENGTH = 128
+DELIMITERS = {",": "Comma (,)", ";": "Semicolon (;)", "\t": "Tab", "|": "Pipe (|)"}
+ENCODINGS = {
+    # utf-8-sig reads UTF-8 with or without a byte order mark
+    "utf-8": ("utf-8-sig", "UTF-8 (with or without BOM)"),
+    "windows-1252": ("cp1252", "Windows-1252"),
+    "latin-1": ("latin-1", "Latin-1 (ISO-8859-1)"),
+}
+SNIFF_BYTES = 64 * 1024
+csv.field_size_limit(1024 * 1024)  # a longer cell is a broken file, not a coupon
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    required: bool
+    description: str
+
+
+FIELDS = (
+    Field("code", True, f"The coupon code, at most {MAX_CODE_LENGTH} characters; spaces around it are trimmed."),
+    Field("customer", False, "A customer ID: the coupon is imported as claimed by that customer."),
+    Field("expires_at", False, "Expiration date, like 2026-12-31 or 2026-12-31T23:59:00+01:00 (claimed coupons)."),
+)
+FIELD_NAMES = tuple(f.name for f in FIELDS)
+
+
+class FileProblem(ValueError):
+    """The file cannot be imported at all; nothing of it may be imported."""
+
+
+@dataclass(frozen=True)
+class Options:
+    delimiter: str = ","
+    has_header: bool = True
+    encoding: str = "utf-8"
+    # field name -> 0-based column; None: from the header (by name), else code = column 0
+    mapping: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    row: int
+    code: str
+    customer: str | None = None
+    expires_at: datetime.datetime | None = None
+
+
+@dataclass(frozen=True)
+class InvalidRow:
+    row: int
+    reason: str
+    cells: list[str] = field(default_factory=list)
+
+
+def check_head(head: bytes) -> None:
+    """Refuse what is no CSV at all, from the file's first bytes."""
+    if not head.strip(b" \t\r\n\xef\xbb\xbf"):
+        raise FileProblem("The file is empty.")
+    if b"\x00" in head:
+        raise FileProblem("This is not a CSV text file (it contains binary data).")
+
+
+def sniff(head: bytes, encoding: str = "utf-8") -> Options:
+    """Guess the delimiter and whether the first row is a header, for the configure step."""
+    check_head(head)
+    text = _decode_sample(head, encoding)
+    lines = [line for line in text.splitlines() if line.strip()][:50]
+    sample = "\n".join(lines)
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        delimiter = ","
+    first = next(csv.reader([lines[0]], delimiter=delimiter)) if lines else []
+    has_header = any(cell.strip().lower() in FIELD_NAMES for cell in first)
+    return Options(delimiter=delimiter, has_header=has_header, encoding=encoding)
+
+
+def _decode_sample(head: bytes, encoding: str) -> str:
+    python_codec = _codec(encoding)
+    decoder = codecs.getincrementaldecoder(python_codec)(errors="strict")
+    try:
+        return decoder.decode(head, final=False)  # a cut-off last character is fine here
+    except UnicodeDecodeError as exc:
+        raise _decode_problem(exc, encoding) from None
+
+
+def _codec(encoding: str) -> str:
+    try:
+        return ENCODINGS[encoding][0]
+    except KeyError:
+        raise FileProblem(f"Unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}.") from None
+
+
+def _decode_problem(exc: UnicodeDecodeError, encoding: str) -> FileProblem:
+    bad = exc.object[exc.start : exc.start + 1].hex()
+    return FileProblem(
+        f"The file is not valid {ENCODINGS[encoding][1]}: byte 0x{bad} at position {exc.start:,} "
+        "cannot be read. Choose the file's encoding (for example Windows-1252) and try again."
+    )
+
+
+def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | InvalidRow]:
+    """Every data row of the file, as a Record or an InvalidRow; blank lines are skipped.
+
+    ``raw`` is the file opened in binary mode; rows are numbered as a spreadsheet shows
+    them (the header, if any, is row 1).
+    """
+    if options.mapping is not None and "code" not in options.mapping:
+        raise FileProblem("Choose which column holds the code.")
+    if options.delimiter not in DELIMITERS:
+        raise FileProblem(f"Choose a delimiter: {', '.join(DELIMITERS.values())}.")
+    text = io.TextIOWrapper(raw, encoding=_codec(options.encoding), errors="strict", newline="")
+    reader = csv.reader(text, delimiter=options.delimiter)
+    mapping = options.mapping
+    header_seen = not options.has_header
+    data_rows = 0
+    try:
+        for row_number, cells in enumerate(reader, start=1):
+            if not any(cell.strip() for cell in cells):
+                continue  # blank line
+            if not header_seen:  # the first non-blank row
+                header_seen = True
+                mapping = mapping or _mapping_from_header(cells)
+                continue
+            data_rows += 1
+            yield _record(row_number, cells, mapping or {"code": 0})
+    except UnicodeDecodeError as exc:
+        raise _decode_problem(exc, options.encoding) from None
+    except csv.Error as exc:
+        raise FileProblem(f"The file cannot be read as CSV near row {reader.line_num:,}: {exc}.") from None
+    if data_rows == 0:
+        raise FileProblem(
+            "The file has a header row but no coupons." if options.has_header and header_seen else "The file is empty."
+        )
+
+
+def _mapping_from_header(cells: list[str]) -> dict[str, int]:
+    names = [cell.strip().lower() for cell in cells]
+    mapping = {name: names.index(name) for name in FIELD_NAMES if name in names}
+    if "code" not in mapping:
+        shown = ", ".join(f'"{cell}"' for cell in cells[:8]) or "nothing"
+        raise FileProblem(f"The file has no code column: its header has {shown}. Name the column \"code\", "
+                          "or turn off \"header row\" and choose the column.")
+    return mapping
+
+
+def _cell(cells: list[str], mapping: dict[str, int], name: str) -> str:
+    index = mapping.get(name)
+    if index is None or index >= len(cells):
+        return ""
+    return cells[index].strip()
+
+
+def _record(row: int, cells: list[str], mapping: dict[str, int]) -> Record | InvalidRow:
+    code = _cell(cells, mapping, "code")
+    reason = _code_problem(code)
+    if reason is None:
+        customer = _cell(cells, mapping, "customer") or None
+        reason = _customer_problem(customer)
+    if reason is None:
+        try:
+            expires_at = _parse_expiry(_cell(cells, mapping, "expires_at"))
+        except ValueError as exc:
+            reason = str(exc)
+    if reason is not None:
+        return InvalidRow(row=row, reason=reason, cells=cells)
+    return Record(row=row, code=code, customer=customer, expires_at=expires_at)
+
+
+def _control_character(text: str) -> str | None:
+    for char in text:
+        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def _code_problem(code: str) -> str | None:
+    if not code:
+        return "The code is empty."
+    if len(code) > MAX_CODE_LENGTH:
+        return f"The code is {len(code)} characters long; codes can be at most {MAX_CODE_LENGTH}."
+    if control := _control_character(code):
+        return f"The code contains a control character ({control})."
+    return None
+
+
+def _customer_problem(customer: str | None) -> str | None:
+    if customer is None:
+        return None
+    if len(customer) > MAX_CUSTOMER_LENGTH:
+        return f"The customer ID is {len(customer)} characters long; at most {MAX_CUSTOMER_LENGTH}."
+    if control := _control_character(customer):
+        return f"The customer ID contains a control character ({control})."
+    return None
+
+
+def _parse_expiry(text: str) -> datetime.datetime | None:
+    """``YYYY-MM-DD`` (the end of that day, UTC) or an ISO 8601 date-time."""
+    if not text:
+        return None
+    try:
+        if len(text) == 10:
+            day = datetime.date.fromisoformat(text)
+            return datetime.datetime.combine(day, datetime.time(23, 59, 59), tzinfo=datetime.UTC)
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f'The expiration date "{text[:40]}" is not a date like 2026-12-31.') from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
