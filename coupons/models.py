@@ -120,10 +120,6 @@ class Coupon(models.Model):
         return self.code
 
     @property
-    def status_slug(self) -> str:
-        return CouponStatus(self.status).slug
-
-    @property
     def effective_terms(self) -> CouponTerms:
         return self.terms.effective or self.terms
 
@@ -237,10 +233,6 @@ class CouponJob(models.Model):
         if self.is_finished:
             return 100
         return int(self.processed * 100 / self.total) if self.total else 0
-
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
 
 
 class GenerationStatus(models.TextChoices):

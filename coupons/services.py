@@ -152,11 +152,6 @@ def _check_currency(coupon_or_pool_terms, customer: Customer) -> None:
         )
 
 
-def customer_get_or_create(*, external_id: str, email: str = "") -> Customer:
-    customer, _ = Customer.objects.get_or_create(external_id=external_id, defaults={"email": email})
-    return customer
-
-
 def customer_find(*, external_id: str = "", email: str = "") -> Customer:
     """The customer named by ID and/or email; both given must name the same customer."""
     external_id, email = (external_id or "").strip(), (email or "").strip()
@@ -316,11 +311,11 @@ def coupon_transfer(*, coupon: Coupon, actor: Actor, customer_id: str = "", emai
     target = customer_find(external_id=customer_id, email=email)
     coupon = _lock(coupon)
     RULES["transfer"].check(coupon)
-    _check_not_past_expiry(coupon, timezone.now())
+    now = timezone.now()
+    _check_not_past_expiry(coupon, now)
     if target.pk == coupon.customer_id:
         raise CouponActionError(f"The coupon already belongs to customer {target.external_id}.", code="same_customer")
     _check_currency(coupon.effective_terms, target)
-    now = timezone.now()
     previous = coupon.customer
     _event(EventAction.TRANSFER, coupon=coupon, customer_id=previous.pk, actor=actor, now=now, to=target.external_id)
     _event(EventAction.RECEIVE, coupon=coupon, customer_id=target.pk, actor=actor, now=now, **{"from": previous.external_id})

@@ -16,7 +16,6 @@ from .parsing import (
     Pattern,
     PatternError,
     Position,
-    format_excluded_characters,
     parse_excluded_characters,
     parse_excluded_phrases,
     parse_pattern,
@@ -26,5 +25,5 @@ __all__ = [
     "GUESSING_PROTECTION_RATIO", "MAX_CODE_LENGTH", "MAX_EXCLUDED_PHRASES", "MAX_PHRASE_LENGTH",
     "MIN_BULK_PLACEHOLDERS", "PLACEHOLDER_NAMES", "PLACEHOLDERS", "Generator", "Pattern", "PatternError",
     "Position", "_uniform_digits", "codes_to_lines", "codes_to_str", "estimate_phrase_share",
-    "format_excluded_characters", "parse_excluded_characters", "parse_excluded_phrases", "parse_pattern",
+    "parse_excluded_characters", "parse_excluded_phrases", "parse_pattern",
 ]

@@ -89,10 +89,6 @@ def parse_excluded_characters(text: str | None) -> frozenset[str]:
     return frozenset(chars)
 
 
-def format_excluded_characters(chars: Iterable[str]) -> str:
-    return ",".join(sorted(chars))
-
-
 def parse_excluded_phrases(text: str | None) -> tuple[str, ...]:
     """One phrase per line; blank lines ignored; compared lowercased, duplicates dropped.
 
