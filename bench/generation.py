@@ -33,61 +33,15 @@ os.environ.update(
 )
 
 
+from benchlib import copy_codes, vm_hwm_kb  # noqa: E402
+
+
 def fresh_database():
     import psycopg
 
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
         conn.execute(f'CREATE DATABASE "{DATABASE}"')
-
-
-class _Rollback(Exception):
-    pass
-
-
-def copy_codes(pool, lines: bytes, keep: bool = True) -> float:
-    """A plain COPY of ready-made codes into the coupons table, in one transaction."""
-    from django.db import connection, transaction
-
-    started = time.monotonic()
-    seconds = 0.0
-    try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            _copy(cursor, pool, lines)
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # what COMMIT would check
-            seconds = time.monotonic() - started
-            if not keep:
-                raise _Rollback
-        seconds = time.monotonic() - started
-    except _Rollback:
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM coupons_coupon")  # clear the dead index entries
-    return seconds
-
-
-def _copy(cursor, pool, lines: bytes) -> None:
-    with cursor.copy(
-        "COPY coupons_coupon (pool_id, terms_id, code, shared_code, status, usages, claims) FROM STDIN"
-    ) as copy:
-        prefix = f"{pool.pk}\t{pool.current_terms_id}\t".encode()
-        suffix = b"\tf\t1\t0\t0\n"
-        step = 500_000
-        rows = lines.split(b"\n")[:-1]
-        for start in range(0, len(rows), step):
-            copy.write(b"".join(prefix + code + suffix for code in rows[start : start + step]))
-
-
-def _vm_hwm_kb(pid: int) -> int:
-    """The process's own peak RSS since exec. (getrusage's ru_maxrss would include the
-    parent's memory, which Linux carries into a child's high-water mark at exec.)"""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def main() -> None:
@@ -128,7 +82,7 @@ def main() -> None:
     )
     peak_kb = 0
     while child.poll() is None:
-        peak_kb = max(peak_kb, _vm_hwm_kb(child.pid))
+        peak_kb = max(peak_kb, vm_hwm_kb(child.pid))
         time.sleep(0.05)
     process_seconds = time.monotonic() - started
     output = child.stdout.read()

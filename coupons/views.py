@@ -92,6 +92,7 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
             is_bulk_pool=self.pool.source == PoolSource.BULK,
             is_uploaded_pool=self.pool.source == PoolSource.UPLOADED,
             has_batches=self.pool.generation_batches.exists(),
+            has_coupons=self.page.rows or selectors.coupons_of_pool(pool=self.pool).exists(),
             filtered=any(self.request.GET.get(k) for k in FILTER_KEYS),
         )
         return context

@@ -174,6 +174,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "coupons.tasks.mark_interrupted_generation",
         "schedule": 60.0,
     },
+    "find-interrupted-imports": {
+        "task": "imports.tasks.mark_interrupted_imports",
+        "schedule": 60.0,
+    },
 }
 # Codes per bulk generation chunk (one transaction each): memory stays about flat at this.
 COUPON_GENERATION_CHUNK = env.int("COUPON_GENERATION_CHUNK", default=250_000)
+# CSV imports: the largest file accepted (bytes; uploads and import_coupons), and rows per
+# committed chunk (staging and inserting).
+COUPON_IMPORT_MAX_FILE_SIZE = env.int("COUPON_IMPORT_MAX_FILE_SIZE", default=1024 * 1024 * 1024)
+COUPON_IMPORT_CHUNK = env.int("COUPON_IMPORT_CHUNK", default=250_000)
+FILE_UPLOAD_HANDLERS = ["imports.uploads.LimitedUploadHandler"]

@@ -9,5 +9,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("pools/", include("pools.urls")),
     path("", include("coupons.urls")),
+    path("imports/", include("imports.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -14,8 +14,10 @@ import codecs
 import csv
 import datetime
 import io
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_CODE_LENGTH = 64  # the coupon code column (pools.patterns.MAX_CODE_LENGTH)
 MAX_CUSTOMER_LENGTH = 128
@@ -58,19 +60,17 @@ class Options:
     mapping: dict[str, int] | None = None
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):  # a tuple: millions of them are made per import
     row: int
     code: str
     customer: str | None = None
     expires_at: datetime.datetime | None = None
 
 
-@dataclass(frozen=True)
-class InvalidRow:
+class InvalidRow(NamedTuple):
     row: int
     reason: str
-    cells: list[str] = field(default_factory=list)
+    cells: tuple[str, ...] | list[str] = ()
 
 
 def check_head(head: bytes) -> None:
@@ -92,7 +92,14 @@ def sniff(head: bytes, encoding: str = "utf-8") -> Options:
     except csv.Error:
         delimiter = ","
     first = next(csv.reader([lines[0]], delimiter=delimiter)) if lines else []
+    # A header names a field; a file of several columns may have other titles (then the
+    # configure step says there is no code column). A plain list of codes has none.
     has_header = any(cell.strip().lower() in FIELD_NAMES for cell in first)
+    if not has_header and len(first) > 1 and len(lines) > 1:
+        try:
+            has_header = csv.Sniffer().has_header(sample)
+        except csv.Error:
+            pass
     return Options(delimiter=delimiter, has_header=has_header, encoding=encoding)
 
 
@@ -137,7 +144,7 @@ def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | 
     data_rows = 0
     try:
         for row_number, cells in enumerate(reader, start=1):
-            if not any(cell.strip() for cell in cells):
+            if not "".join(cells).strip():
                 continue  # blank line
             if not header_seen:  # the first non-blank row
                 header_seen = True
@@ -155,9 +162,35 @@ def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | 
         )
 
 
-def _mapping_from_header(cells: list[str]) -> dict[str, int]:
+def header_mapping(cells: list[str]) -> dict[str, int]:
+    """The columns a header row names (``code``, ``customer``, ``expires_at``)."""
     names = [cell.strip().lower() for cell in cells]
-    mapping = {name: names.index(name) for name in FIELD_NAMES if name in names}
+    return {name: names.index(name) for name in FIELD_NAMES if name in names}
+
+
+def head_rows(raw: io.BufferedIOBase, options: Options, limit: int) -> list[list[str]]:
+    """The first ``limit`` non-blank rows as cells (for the configure step's column names)."""
+    check_head(raw.read(SNIFF_BYTES))
+    raw.seek(0)
+    text = io.TextIOWrapper(raw, encoding=_codec(options.encoding), errors="strict", newline="")
+    rows = []
+    try:
+        for cells in csv.reader(text, delimiter=options.delimiter):
+            if "".join(cells).strip():
+                rows.append(cells)
+                if len(rows) >= limit:
+                    break
+    except UnicodeDecodeError as exc:
+        raise _decode_problem(exc, options.encoding) from None
+    except csv.Error as exc:
+        raise FileProblem(f"The file cannot be read as CSV: {exc}.") from None
+    finally:
+        text.detach()  # leave ``raw`` open for the caller
+    return rows
+
+
+def _mapping_from_header(cells: list[str]) -> dict[str, int]:
+    mapping = header_mapping(cells)
     if "code" not in mapping:
         shown = ", ".join(f'"{cell}"' for cell in cells[:8]) or "nothing"
         raise FileProblem(f"The file has no code column: its header has {shown}. Name the column \"code\", "
@@ -165,34 +198,38 @@ def _mapping_from_header(cells: list[str]) -> dict[str, int]:
     return mapping
 
 
-def _cell(cells: list[str], mapping: dict[str, int], name: str) -> str:
-    index = mapping.get(name)
+def _cell(cells: list[str], index: int | None) -> str:
     if index is None or index >= len(cells):
         return ""
     return cells[index].strip()
 
 
 def _record(row: int, cells: list[str], mapping: dict[str, int]) -> Record | InvalidRow:
-    code = _cell(cells, mapping, "code")
+    code = _cell(cells, mapping["code"])
     reason = _code_problem(code)
-    if reason is None:
-        customer = _cell(cells, mapping, "customer") or None
+    customer = expires_at = None
+    if reason is None and "customer" in mapping:
+        customer = _cell(cells, mapping["customer"]) or None
         reason = _customer_problem(customer)
-    if reason is None:
+    if reason is None and "expires_at" in mapping:
         try:
-            expires_at = _parse_expiry(_cell(cells, mapping, "expires_at"))
+            expires_at = _parse_expiry(_cell(cells, mapping["expires_at"]))
         except ValueError as exc:
             reason = str(exc)
+        if reason is None and expires_at is not None and customer is None:
+            reason = ("An expiration date needs a customer: a coupon that is not claimed yet "
+                      "gets its expiration date when it is claimed.")
     if reason is not None:
-        return InvalidRow(row=row, reason=reason, cells=cells)
-    return Record(row=row, code=code, customer=customer, expires_at=expires_at)
+        return InvalidRow(row, reason, cells)
+    return Record(row, code, customer, expires_at)
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def _control_character(text: str) -> str | None:
-    for char in text:
-        if ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0:
-            return f"U+{ord(char):04X}"
-    return None
+    found = _CONTROL.search(text)
+    return f"U+{ord(found.group()):04X}" if found else None
 
 
 def _code_problem(code: str) -> str | None:

@@ -13,3 +13,5 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Uploaded files: a directory of their own, shared with the real workers the tests start.
+MEDIA_ROOT = os.environ.get("TEST_MEDIA_ROOT", "/tmp/coupons-test-media")

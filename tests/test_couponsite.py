@@ -154,3 +154,46 @@ def test_embedded_default_generates_a_batch_on_sqlite(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     ).stdout.strip().splitlines()[-1]
     assert count == "10000 10000 0"
+
+
+def test_embedded_default_imports_a_file_on_sqlite(tmp_path):
+    """The import service's portable path (no COPY, no unlogged table) on the embedded SQLite."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update({"DEBUG": "true", "COUPONS_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "couponsite.settings",
+                "COUPON_IMPORT_CHUNK": "3"})
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    setup = (
+        "from pools.services import pool_create; from coupons.models import Customer;"
+        "pool_create(actor=None, name='uploads', external_id='SQLITE-UP', source='uploaded', coupon_type='amount', value=1);"
+        "pool_create(actor=None, name='other', external_id='SQLITE-OTHER', source='uploaded', coupon_type='amount', value=1);"
+        "Customer.objects.create(external_id='anna')"
+    )
+    subprocess.run([*manage, "shell", "-c", setup], cwd=ROOT, env=env, check=True, timeout=60)
+    (tmp_path / "other.csv").write_text("TAKEN-1\n")
+    (tmp_path / "codes.csv").write_text(
+        "code;customer;expires_at\nSQ-1;;\nSQ-2;anna;2027-03-01\nSQ-1;;\nTAKEN-1;;\n  SQ-3  ;nobody;\n\nSQ-4;;\n"
+    )
+    first = subprocess.run([*manage, "import_coupons", "SQLITE-OTHER", str(tmp_path / "other.csv")], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    run = subprocess.run([*manage, "import_coupons", "SQLITE-UP", str(tmp_path / "codes.csv"), "--delimiter", "semicolon"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert ("6 rows read, 3 coupons created, 1 duplicates in the file, 1 codes that exist already, "
+            "1 invalid rows") in run.stdout
+    check = (
+        "from coupons.models import Coupon, CustomerEvent; from imports.models import ImportRejection;"
+        "c = Coupon.objects.filter(pool__external_id='SQLITE-UP').order_by('code');"
+        "print([(x.code, x.status, x.customer_id is not None, x.expires_at and x.expires_at.isoformat()) for x in c]);"
+        "print(CustomerEvent.objects.filter(action='coupon_claim').count(),"
+        " list(ImportRejection.objects.order_by('row').values_list('row', 'outcome')))"
+    )
+    out = subprocess.run([*manage, "shell", "-c", check], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60).stdout.strip().splitlines()
+    assert out[-2] == ("[('SQ-1', 1, False, None), ('SQ-2', 2, True, '2027-03-01T23:59:59+00:00'), "
+                       "('SQ-4', 1, False, None)]")
+    assert out[-1] == "1 [(4, 2), (5, 3), (6, 1)]"
+    missing = subprocess.run([*manage, "import_coupons", "SQLITE-UP", str(tmp_path / "nope.csv")], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "No such file" in missing.stderr

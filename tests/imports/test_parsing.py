@@ -41,8 +41,10 @@ NASTY_FILES = [
     ("code of exactly 64", b"code\n" + b"Y" * 64 + b"\n", {}, ["Y" * 64], []),
     ("control character in a code", b"code\nA\x071\nOK\n", {}, ["OK"], [(2, "control character (U+0007)")]),
     ("empty code with a customer", b"code,customer\n,C1\nA1,C1\n", {}, ["A1"], [(2, "The code is empty")]),
-    ("bad expiry date", b"code,expires_at\nA1,31/12/2026\nA2,2026-12-31\n", {}, ["A2"],
+    ("bad expiry date", b"code,customer,expires_at\nA1,C,31/12/2026\nA2,C,2026-12-31\n", {}, ["A2"],
      [(2, 'expiration date "31/12/2026" is not a date')]),
+    ("expiry without a customer", b"code,customer,expires_at\nA1,,2026-12-31\nA2,,\n", {}, ["A2"],
+     [(2, "An expiration date needs a customer")]),
     ("short row without the mapped column", b"code,customer\nA1\n", {}, ["A1"], []),
 ]
 
@@ -80,10 +82,10 @@ def test_rows_are_numbered_as_a_spreadsheet_shows_them():
 
 
 def test_customer_and_expiry_are_read():
-    good, _ = parse(b"code,customer,expires_at\nA1, C-7 ,2026-12-31\nA2,,2026-06-01T08:00:00+02:00\n")
+    good, _ = parse(b"code,customer,expires_at\nA1, C-7 ,2026-12-31\nA2,C-8,2026-06-01T08:00:00+02:00\nA3,,\n")
     assert good[0].customer == "C-7"
     assert good[0].expires_at == datetime.datetime(2026, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
-    assert good[1].customer is None
+    assert (good[2].customer, good[2].expires_at) == (None, None)
     assert good[1].expires_at == datetime.datetime(2026, 6, 1, 6, 0, tzinfo=datetime.UTC)
 
 

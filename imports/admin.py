@@ -1,0 +1,23 @@
+from django.contrib import admin
+
+from couponsite.admin import EstimatedCountPaginator, ReadOnlyAdmin
+
+from .models import ImportJob, ImportRejection
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadOnlyAdmin):
+    list_display = ("id", "original_name", "pool", "status", "rows_read", "created", "duplicates_in_file",
+                    "existing", "invalid", "created_by", "created_at")
+    list_filter = ("status",)
+    list_select_related = ("pool", "created_by")
+    search_fields = ("original_name", "sha256")
+
+
+@admin.register(ImportRejection)
+class ImportRejectionAdmin(ReadOnlyAdmin):
+    list_display = ("job", "row", "outcome", "code", "reason")
+    list_filter = ("outcome",)
+    raw_id_fields = ("job",)
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False

@@ -1,0 +1,573 @@
+"""The import service: upload, configure, run (in a worker or a command), resume.
+
+The file is parsed in Python (``imports.parsing``) and streamed into a per-import
+staging table; everything else is set-based SQL in the database, which alone can
+judge duplicates against every pool:
+
+- reading phase: rows go into the staging table with their row numbers (COPY on
+  PostgreSQL), in committed chunks; then the rows that repeat an earlier row's code
+  are marked, with the row they repeat;
+- importing phase, chunk by chunk of row numbers, in one transaction each: rows of
+  unknown customers are marked invalid, rows whose code exists in any pool are marked,
+  the rest are inserted as coupons (claimed, with a claim event, when the row names a
+  customer), the rows not imported are copied to ``ImportRejection``, and the counters
+  and the cursor move on. A worker killed anywhere leaves a job that resumes to the
+  same final result.
+
+Only one run of a job works at a time: a run takes the job with a new ``runner``
+token, and every chunk checks the token under the job's row lock, so a run that was
+taken over (a redelivered task, a resume) stops at its next chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import islice
+
+from django.conf import settings
+from django.core.files.base import File
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+
+from coupons.models import ActorKind, CouponStatus, EventAction
+from pools.models import CouponPool, PoolSource
+
+from .models import ImportJob, ImportPhase, ImportStatus, RowOutcome
+from .parsing import (
+    ENCODINGS,
+    SNIFF_BYTES,
+    FileProblem,
+    InvalidRow,
+    Options,
+    Record,
+    check_head,
+    head_rows,
+    header_mapping,
+    read_records,
+    sniff,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = settings.COUPON_IMPORT_CHUNK  # rows per committed chunk of the importing phase
+READ_CHUNK = 50_000  # rows per staged chunk: Python holds one chunk in memory
+STALE_AFTER = timedelta(minutes=2)
+QUEUED_TOO_LONG = timedelta(minutes=30)
+RAW_LIMIT = 1000  # characters kept of an invalid row's cells
+
+
+class ImportRefused(Exception):
+    """A request the service cannot accept; the message says why."""
+
+
+def max_file_size() -> int:
+    return settings.COUPON_IMPORT_MAX_FILE_SIZE
+
+
+# --- upload and configure ------------------------------------------------------------
+
+
+def import_upload(*, file, name: str, user=None, pool: CouponPool | None = None) -> ImportJob:
+    """Keep an uploaded file in the storage and guess how to read it.
+
+    Refuses (``FileProblem``) a file over the size limit, an empty or binary file,
+    before anything is stored.
+    """
+    size = file.size
+    if size > max_file_size():
+        raise FileProblem(
+            f"The file is {filesizeformat(size)}; files can be at most {filesizeformat(max_file_size())}. "
+            "Split it into smaller files."
+        )
+    file.seek(0)
+    head = file.read(SNIFF_BYTES)
+    check_head(head)
+    options = _guess_options(head)
+    file.seek(0)
+    digest = hashlib.sha256()
+    for block in iter(lambda: file.read(1024 * 1024), b""):
+        digest.update(block)
+    file.seek(0)
+    job = ImportJob(
+        pool=pool, original_name=name[:255], size=size, sha256=digest.hexdigest(),
+        delimiter=options.delimiter, has_header=options.has_header, encoding=options.encoding,
+        created_by=_user(user),
+    )
+    job.file.save(_storage_name(name), file, save=False)
+    job.save()
+    return job
+
+
+def _user(user):
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def _storage_name(name: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name.rsplit("/", 1)[-1])[:80] or "upload.csv"
+    return f"{uuid.uuid4().hex[:12]}-{stem}"
+
+
+def _guess_options(head: bytes) -> Options:
+    """The delimiter and header from the file's start, in the first encoding that reads it."""
+    problem = None
+    for encoding in ENCODINGS:
+        try:
+            return sniff(head, encoding)
+        except FileProblem as exc:
+            problem = problem or exc
+    raise problem
+
+
+def job_options(job: ImportJob) -> Options:
+    return Options(
+        delimiter=job.delimiter, has_header=job.has_header, encoding=job.encoding,
+        mapping={name: int(column) for name, column in job.mapping.items()} or None,
+    )
+
+
+@dataclass
+class Preview:
+    columns: list[str]  # a label per column: "1: code" (with a header) or "Column 1"
+    header_mapping: dict[str, int]  # what the header names (empty without a header)
+    rows: list[Record | InvalidRow]
+    problem: str = ""
+
+
+PREVIEW_ROWS = 8
+
+
+def import_preview(job: ImportJob, options: Options) -> Preview:
+    """The first rows as they will be read with ``options``, or the file's problem."""
+    with job.file.open("rb") as raw:
+        try:
+            first = head_rows(raw, options, limit=1)
+        except FileProblem as exc:
+            return Preview(columns=[], header_mapping={}, rows=[], problem=str(exc))
+    width = len(first[0]) if first else 1
+    if options.has_header and first:
+        columns = [f"{index + 1}: {cell.strip() or '(no name)'}" for index, cell in enumerate(first[0])]
+        named = header_mapping(first[0])
+    else:
+        columns = [f"Column {index + 1}" for index in range(width)]
+        named = {}
+    with job.file.open("rb") as raw:
+        try:
+            rows = list(islice(read_records(raw, options), PREVIEW_ROWS))
+        except FileProblem as exc:
+            return Preview(columns=columns, header_mapping=named, rows=[], problem=str(exc))
+    return Preview(columns=columns, header_mapping=named, rows=rows)
+
+
+def earlier_import_of_same_file(job: ImportJob) -> ImportJob | None:
+    return (
+        ImportJob.objects.filter(sha256=job.sha256, status=ImportStatus.DONE)
+        .exclude(pk=job.pk).select_related("pool").order_by("-id").first()
+    )
+
+
+def import_start(*, job: ImportJob, pool: CouponPool, options: Options, user=None, enqueue: bool = True) -> ImportJob:
+    """Check the configuration against the file's first rows and queue the import."""
+    if pool.source != PoolSource.UPLOADED:
+        raise ImportRefused(f"\u201c{pool.name}\u201d does not take uploaded coupons: its source is {pool.get_source_display().lower()}.")
+    with job.file.open("rb") as raw:
+        next(read_records(raw, options))  # FileProblem for a file that cannot be read like this
+    mapping = options.mapping
+    if mapping is None:  # from the header's names, else the code is the first column
+        with job.file.open("rb") as raw:
+            first = head_rows(raw, options, limit=1)
+        mapping = header_mapping(first[0]) if options.has_header else {"code": 0}
+        options = Options(delimiter=options.delimiter, has_header=options.has_header, encoding=options.encoding, mapping=mapping)
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if job.status not in (ImportStatus.UPLOADED, ImportStatus.FAILED) or job.cursor:
+            raise ImportRefused(f"Import #{job.pk} has started already.")
+        job.pool = pool
+        job.delimiter, job.has_header, job.encoding = options.delimiter, options.has_header, options.encoding
+        job.mapping = dict(options.mapping)
+        job.status, job.phase, job.message = ImportStatus.QUEUED, ImportPhase.READING, ""
+        job.bytes_read = job.rows_read = 0
+        job.staged = False
+        job.created_by = job.created_by or _user(user)
+        job.finished_at = None
+        job.save()
+        if enqueue:
+            _enqueue(job)
+    return job
+
+
+def import_resume(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if not job.can_resume:
+            raise ImportRefused("Only an interrupted import can be resumed.")
+        job.status, job.message = ImportStatus.QUEUED, ""
+        job.save(update_fields=["status", "message"])
+        if enqueue:
+            _enqueue(job)
+    return job
+
+
+def _enqueue(job: ImportJob) -> None:
+    from .tasks import run_import
+
+    transaction.on_commit(lambda: run_import.delay(job.pk))
+
+
+# --- run -------------------------------------------------------------------------------
+
+
+class _TakenOver(Exception):
+    """Another run of the same job took it over; this one stops."""
+
+
+def import_run(*, job_id: int, progress=None) -> ImportJob:
+    """Run the import to its end (or resume it); returns the finished job."""
+    progress = progress or (lambda job: None)
+    runner = uuid.uuid4().hex
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update(of=("self",)).select_related("pool").get(pk=job_id)
+        if job.is_finished:
+            return job
+        if job.pool is None or job.pool.source != PoolSource.UPLOADED:
+            raise FileProblem("The import has no pool that takes uploaded coupons.")
+        now = timezone.now()
+        job.runner, job.status, job.message = runner, ImportStatus.RUNNING, ""
+        job.started_at, job.heartbeat_at = job.started_at or now, now
+        job.save(update_fields=["runner", "status", "message", "started_at", "heartbeat_at"])
+    try:
+        if not (job.staged and _stage_is_filled(job)):
+            job = _read_phase(job, runner, progress)
+        job = _import_phase(job, runner, progress)
+    except _TakenOver:
+        return ImportJob.objects.get(pk=job_id)
+    return job
+
+
+def _lock(job: ImportJob, runner: str) -> ImportJob:
+    job = ImportJob.objects.select_for_update(of=("self",)).select_related("pool__current_terms").get(pk=job.pk)
+    if job.runner != runner or job.status != ImportStatus.RUNNING:
+        raise _TakenOver
+    return job
+
+
+def _stage(job: ImportJob) -> str:
+    return f"imports_stage_{int(job.pk)}"
+
+
+def _postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _stage_is_filled(job: ImportJob) -> bool:
+    """An unlogged staging table is emptied by a database crash: then read again."""
+    with connection.cursor() as cursor:
+        if _stage(job) not in connection.introspection.table_names(cursor):
+            return False
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {_stage(job)})")
+        return bool(cursor.fetchone()[0])
+
+
+def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
+    options = job_options(job)
+    stage = _stage(job)
+    with transaction.atomic():
+        job = _lock(job, runner)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {stage}")
+            if _postgresql():
+                cursor.execute(
+                    f'CREATE UNLOGGED TABLE {stage} (row bigint NOT NULL, code text COLLATE "C" NOT NULL, '
+                    "customer text, expires_at timestamptz, expires_text text, "
+                    "outcome smallint NOT NULL DEFAULT 0, reason text)"
+                )
+            else:
+                cursor.execute(
+                    f"CREATE TABLE {stage} (row INTEGER PRIMARY KEY, code TEXT NOT NULL, customer TEXT, "
+                    "expires_at TEXT, expires_text TEXT, outcome INTEGER NOT NULL DEFAULT 0, reason TEXT)"
+                )
+        job.phase, job.bytes_read, job.rows_read, job.staged = ImportPhase.READING, 0, 0, False
+        job.save(update_fields=["phase", "bytes_read", "rows_read", "staged"])
+    progress(job)
+    mapping = options.mapping
+    with job.file.open("rb") as raw:
+        records = read_records(raw, options)
+        while True:
+            chunk = list(islice(records, min(READ_CHUNK, CHUNK)))
+            if not chunk:
+                break
+            with transaction.atomic():
+                job = _lock(job, runner)
+                _stage_rows(stage, chunk, mapping)
+                job.rows_read += len(chunk)
+                job.bytes_read = min(_tell(raw), job.size)
+                job.heartbeat_at = timezone.now()
+                job.save(update_fields=["rows_read", "bytes_read", "heartbeat_at"])
+            progress(job)
+    with transaction.atomic():
+        job = _lock(job, runner)
+        with connection.cursor() as cursor:
+            if _postgresql():
+                cursor.execute(f"CREATE INDEX {stage}_row ON {stage} (row)")
+                cursor.execute("SET LOCAL work_mem = '256MB'")  # one hash aggregate over the file
+            # Every row that repeats the code of an earlier valid row, with that row.
+            cursor.execute(
+                f"UPDATE {stage} SET outcome = {int(RowOutcome.DUPLICATE_IN_FILE)}, "
+                f"reason = 'The code appears earlier in the file, in row ' || first.row_number || '.' "
+                f"FROM (SELECT code, min(row) AS row_number FROM {stage} WHERE outcome = 0 "
+                "GROUP BY code HAVING count(*) > 1) AS first "
+                f"WHERE {stage}.code = first.code AND {stage}.row <> first.row_number AND {stage}.outcome = 0"
+            )
+        job.staged, job.phase, job.bytes_read = True, ImportPhase.IMPORTING, job.size
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["staged", "phase", "bytes_read", "heartbeat_at"])
+    progress(job)
+    return job
+
+
+def _tell(raw) -> int:
+    try:
+        return raw.tell()
+    except (OSError, ValueError):
+        return 0
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\x00": "\u2400"})
+
+
+def _raw(cells, index: int | None) -> str:
+    if index is None or index >= len(cells):
+        return ""
+    return cells[index][:RAW_LIMIT]
+
+
+def _stage_rows(stage: str, chunk: list, mapping: dict[str, int]) -> None:
+    code_at, customer_at, expires_at = mapping["code"], mapping.get("customer"), mapping.get("expires_at")
+    if _postgresql():
+        lines = []
+        for item in chunk:
+            if type(item) is Record:
+                row, code, customer, expires = item
+                if "\\" in code:
+                    code = code.replace("\\", "\\\\")
+                customer = "\\N" if customer is None else customer.replace("\\", "\\\\")
+                expires_text = "\\N" if expires is None else expires.isoformat()
+                lines.append(f"{row}\t{code}\t{customer}\t{expires_text}\t{expires_text}\t0\t\\N\n")
+            else:
+                cells = item.cells
+                raw = [_raw(cells, code_at), _raw(cells, customer_at), _raw(cells, expires_at), item.reason]
+                code, customer, expires_text, reason = (value.translate(_COPY_ESCAPES) for value in raw)
+                lines.append(f"{item.row}\t{code}\t{customer}\t\\N\t{expires_text}\t{int(RowOutcome.INVALID)}\t{reason}\n")
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+            with cursor.copy(f"COPY {stage} (row, code, customer, expires_at, expires_text, outcome, reason) FROM STDIN") as copy:
+                copy.write("".join(lines))
+        return
+    adapt = connection.ops.adapt_datetimefield_value
+    values = []
+    for item in chunk:
+        if type(item) is Record:
+            expires = adapt(item.expires_at) if item.expires_at else None
+            values.append((item.row, item.code, item.customer, expires, expires, 0, None))
+        else:
+            cells = item.cells
+            values.append((
+                item.row, _raw(cells, code_at), _raw(cells, customer_at), None, _raw(cells, expires_at),
+                int(RowOutcome.INVALID), item.reason,
+            ))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {stage} (row, code, customer, expires_at, expires_text, outcome, reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            values,
+        )
+
+
+def _import_phase(job: ImportJob, runner: str, progress) -> ImportJob:
+    stage = _stage(job)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT max(row) FROM {stage}")
+        last_row = cursor.fetchone()[0] or 0
+    while True:
+        with transaction.atomic():
+            job = _lock(job, runner)
+            if job.cursor >= last_row:
+                return _finish(job, stage)
+            upper = job.cursor + CHUNK
+            counts = _import_chunk(job, stage, lower=job.cursor, upper=upper)
+            job.created += counts.get(0, 0)
+            job.invalid += counts.get(RowOutcome.INVALID, 0)
+            job.duplicates_in_file += counts.get(RowOutcome.DUPLICATE_IN_FILE, 0)
+            job.existing += counts.get(RowOutcome.EXISTS, 0)
+            job.cursor = min(upper, last_row)
+            job.heartbeat_at = timezone.now()
+            job.save(update_fields=["created", "invalid", "duplicates_in_file", "existing", "cursor", "heartbeat_at"])
+        progress(job)
+
+
+def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int) -> dict[int, int]:
+    pool = job.pool
+    terms = pool.current_terms
+    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    params = {
+        "lower": lower, "upper": upper, "pool": pool.pk, "terms": terms.pk, "job": job.pk,
+        "now": adapt(now), "expiry": adapt(terms.expires_at(now)),
+        "unassigned": int(CouponStatus.UNASSIGNED), "claimed": int(CouponStatus.CLAIMED),
+    }
+    in_chunk = f"{stage}.row > %(lower)s AND {stage}.row <= %(upper)s AND {stage}.outcome = 0"
+    with connection.cursor() as cursor:
+        if _postgresql():
+            # The chunk and the job's counters commit together; a crash loses both.
+            cursor.execute("SET LOCAL synchronous_commit = off")
+        cursor.execute(
+            f"UPDATE {stage} SET outcome = {int(RowOutcome.INVALID)}, "
+            "reason = 'No customer has the ID \"' || customer || '\". Create the customer first, or leave the customer out.' "
+            f"WHERE {in_chunk} AND customer IS NOT NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM coupons_customer cu WHERE cu.external_id = {stage}.customer)",
+            params,
+        )
+        if terms.is_gift_card and terms.currency:
+            cursor.execute(
+                f"UPDATE {stage} SET outcome = {int(RowOutcome.INVALID)}, "
+                f"reason = 'These gift cards are in {terms.currency}; customer \"' || customer || '\" has ' || "
+                "CASE WHEN cu.currency = '' THEN 'no currency' ELSE cu.currency END || '.' "
+                f"FROM coupons_customer cu WHERE {in_chunk} AND cu.external_id = {stage}.customer "
+                "AND cu.currency <> %(currency)s",
+                {**params, "currency": terms.currency},
+            )
+        for attempt in range(20):
+            _mark_existing(cursor, stage, in_chunk, params)
+            try:
+                with transaction.atomic():
+                    _insert_coupons(cursor, stage, in_chunk, params)
+                break
+            except IntegrityError:
+                # A code committed meanwhile by a parallel import or batch: mark it, again.
+                log.info("Import %s: a code of rows %s-%s appeared meanwhile; retrying", job.pk, lower, upper)
+        else:
+            raise IntegrityError("Codes keep appearing while importing; try again later.")
+        _claim_events(cursor, stage, in_chunk, params, actor_user=job.created_by)
+        cursor.execute(
+            "INSERT INTO imports_importrejection (job_id, row, outcome, reason, code, customer, expires_at) "
+            f"SELECT %(job)s, row, outcome, reason, code, COALESCE(customer, ''), COALESCE(expires_text, '') "
+            f"FROM {stage} WHERE row > %(lower)s AND row <= %(upper)s AND outcome <> 0",
+            params,
+        )
+        cursor.execute(
+            f"SELECT outcome, count(*) FROM {stage} WHERE row > %(lower)s AND row <= %(upper)s GROUP BY outcome",
+            params,
+        )
+        return dict(cursor.fetchall())
+
+
+def _mark_existing(cursor, stage: str, in_chunk: str, params: dict) -> None:
+    # Two branches, so that each can use its index (see coupons.selectors.code_q).
+    exists = (
+        "EXISTS (SELECT 1 FROM coupons_coupon c WHERE c.shared_code = {shared} AND c.code = "
+        + stage + ".code{extra})"
+    )
+    cursor.execute(
+        f"UPDATE {stage} SET outcome = {int(RowOutcome.EXISTS)}, reason = CASE WHEN "
+        + exists.format(shared="false", extra=" AND c.pool_id = %(pool)s")
+        + " THEN 'The code exists already in this pool.' ELSE 'The code exists already in another pool.' END "
+        f"WHERE {in_chunk} AND ("
+        + exists.format(shared="false", extra="") + " OR " + exists.format(shared="true", extra="") + ")",
+        params,
+    )
+
+
+def _insert_coupons(cursor, stage: str, in_chunk: str, params: dict) -> None:
+    claimed = "cu.id IS NOT NULL"
+    cursor.execute(
+        "INSERT INTO coupons_coupon (pool_id, terms_id, code, shared_code, status, customer_id, claimed_at, "
+        "expires_at, usages, claims) "
+        f"SELECT %(pool)s, %(terms)s, {stage}.code, false, "
+        f"CASE WHEN {claimed} THEN %(claimed)s ELSE %(unassigned)s END, cu.id, "
+        f"CASE WHEN {claimed} THEN %(now)s END, "
+        f"CASE WHEN {claimed} THEN COALESCE({stage}.expires_at, %(expiry)s) END, 0, "
+        f"CASE WHEN {claimed} THEN 1 ELSE 0 END "
+        f"FROM {stage} LEFT JOIN coupons_customer cu ON cu.external_id = {stage}.customer "
+        f"WHERE {in_chunk} ORDER BY {stage}.row",
+        params,
+    )
+
+
+def _claim_events(cursor, stage: str, in_chunk: str, params: dict, actor_user) -> None:
+    data = "jsonb_build_object" if _postgresql() else "json_object"
+    cursor.execute(
+        "INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, "
+        "actor_label, data, created_at) "
+        f"SELECT c.customer_id, '{EventAction.CLAIM.value}', c.id, c.pool_id, %(kind)s, %(user)s, %(label)s, "
+        f"{data}('code', c.code, 'import', %(job)s), %(now)s "
+        f"FROM {stage} JOIN coupons_coupon c ON c.shared_code = false AND c.code = {stage}.code "
+        f"WHERE {in_chunk} AND {stage}.customer IS NOT NULL",
+        {
+            **params,
+            "kind": ActorKind.USER if actor_user else ActorKind.SYSTEM,
+            "user": actor_user.pk if actor_user else None,
+            "label": actor_user.get_username() if actor_user else f"import #{params['job']}",
+        },
+    )
+
+
+def _finish(job: ImportJob, stage: str) -> ImportJob:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {stage}")
+    now = timezone.now()
+    job.status, job.finished_at, job.heartbeat_at = ImportStatus.DONE, now, now
+    job.message = _summary(job)
+    job.save(update_fields=["status", "finished_at", "heartbeat_at", "message"])
+    return job
+
+
+def _summary(job: ImportJob) -> str:
+    if job.created == 0 and job.existing and job.existing + job.duplicates_in_file + job.invalid == job.rows_read:
+        return (
+            "Nothing was created: every code of the file exists already"
+            + (" (this file was imported before)." if earlier_import_of_same_file(job) else ".")
+        )
+    return f"{job.created:,} coupons created from {job.rows_read:,} rows."
+
+
+def import_fail(*, job_id: int, error: str) -> None:
+    """The file cannot be imported: drop what was staged; nothing was created."""
+    job = ImportJob.objects.filter(pk=job_id).first()
+    if job is None or job.status == ImportStatus.DONE:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_stage(job)}")
+    ImportJob.objects.filter(pk=job_id).exclude(status=ImportStatus.DONE).update(
+        status=ImportStatus.FAILED, message=error[:2000], finished_at=timezone.now(), staged=False,
+    )
+
+
+def import_interrupt(*, job_id: int, error: str) -> None:
+    ImportJob.objects.filter(pk=job_id, status__in=[ImportStatus.QUEUED, ImportStatus.RUNNING]).update(
+        status=ImportStatus.INTERRUPTED, message=error[:2000]
+    )
+
+
+def import_mark_interrupted(*, now=None) -> int:
+    """Imports whose worker stopped sending heartbeats, or that waited too long in the queue."""
+    now = now or timezone.now()
+    stale = ImportJob.objects.filter(
+        Q(status=ImportStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
+        | Q(status=ImportStatus.QUEUED, created_at__lt=now - QUEUED_TOO_LONG, started_at__isnull=True)
+    )
+    return stale.update(
+        status=ImportStatus.INTERRUPTED,
+        message="The worker stopped while importing; resume the import to finish it.",
+    )
+
+
+def local_file(path) -> File:
+    """A file on this machine, for ``import_coupons``."""
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the caller through File
+    return File(handle, name=str(path))
+
