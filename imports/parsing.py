@@ -139,19 +139,27 @@ def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | 
         raise FileProblem(f"Choose a delimiter: {', '.join(DELIMITERS.values())}.")
     text = io.TextIOWrapper(raw, encoding=_codec(options.encoding), errors="strict", newline="")
     reader = csv.reader(text, delimiter=options.delimiter)
-    mapping = options.mapping
+    mapping = options.mapping or {"code": 0}
     header_seen = not options.has_header
     data_rows = 0
+    # The common file (the code column alone matters) takes a short path: millions of rows.
+    code_only, code_at, control = len(mapping) == 1, mapping["code"], _CONTROL.search
     try:
         for row_number, cells in enumerate(reader, start=1):
             if not "".join(cells).strip():
                 continue  # blank line
             if not header_seen:  # the first non-blank row
                 header_seen = True
-                mapping = mapping or _mapping_from_header(cells)
+                mapping = options.mapping or _mapping_from_header(cells)
+                code_only, code_at = len(mapping) == 1, mapping["code"]
                 continue
             data_rows += 1
-            yield _record(row_number, cells, mapping or {"code": 0})
+            if code_only and code_at < len(cells):
+                code = cells[code_at].strip()
+                if code and len(code) <= MAX_CODE_LENGTH and not control(code):
+                    yield Record(row_number, code)
+                    continue
+            yield _record(row_number, cells, mapping)
     except UnicodeDecodeError as exc:
         raise _decode_problem(exc, options.encoding) from None
     except csv.Error as exc:

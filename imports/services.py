@@ -55,8 +55,7 @@ from .parsing import (
 
 log = logging.getLogger(__name__)
 
-CHUNK = settings.COUPON_IMPORT_CHUNK  # rows per committed chunk of the importing phase
-READ_CHUNK = 50_000  # rows per staged chunk: Python holds one chunk in memory
+CHUNK = settings.COUPON_IMPORT_CHUNK  # rows per committed chunk, in both phases
 STALE_AFTER = timedelta(minutes=2)
 QUEUED_TOO_LONG = timedelta(minutes=30)
 RAW_LIMIT = 1000  # characters kept of an invalid row's cells
@@ -298,13 +297,12 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
     with job.file.open("rb") as raw:
         records = read_records(raw, options)
         while True:
-            chunk = list(islice(records, min(READ_CHUNK, CHUNK)))
-            if not chunk:
-                break
             with transaction.atomic():
                 job = _lock(job, runner)
-                _stage_rows(stage, chunk, mapping)
-                job.rows_read += len(chunk)
+                staged = _stage_rows(stage, records, mapping, limit=CHUNK)
+                if not staged:
+                    break
+                job.rows_read += staged
                 job.bytes_read = min(_tell(raw), job.size)
                 job.heartbeat_at = timezone.now()
                 job.save(update_fields=["rows_read", "bytes_read", "heartbeat_at"])
@@ -314,7 +312,9 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
         with connection.cursor() as cursor:
             if _postgresql():
                 cursor.execute(f"CREATE INDEX {stage}_row ON {stage} (row)")
-                cursor.execute("SET LOCAL work_mem = '256MB'")  # one hash aggregate over the file
+                # One hash aggregate over the file's codes: about 100 bytes a row, in memory.
+                work_mem = min(max(64, job.rows_read // 10_000), 1024)
+                cursor.execute(f"SET LOCAL work_mem = '{int(work_mem)}MB'")
             # Every row that repeats the code of an earlier valid row, with that row.
             cursor.execute(
                 f"UPDATE {stage} SET outcome = {int(RowOutcome.DUPLICATE_IN_FILE)}, "
@@ -346,28 +346,57 @@ def _raw(cells, index: int | None) -> str:
     return cells[index][:RAW_LIMIT]
 
 
-def _stage_rows(stage: str, chunk: list, mapping: dict[str, int]) -> None:
-    code_at, customer_at, expires_at = mapping["code"], mapping.get("customer"), mapping.get("expires_at")
+def _stage_rows(stage: str, records, mapping: dict[str, int], limit: int) -> int:
+    """Up to ``limit`` records from the iterator into the staging table; returns how many."""
+    count = 0
     if _postgresql():
-        lines = []
-        for item in chunk:
-            if type(item) is Record:
-                row, code, customer, expires = item
-                if "\\" in code:
-                    code = code.replace("\\", "\\\\")
-                customer = "\\N" if customer is None else customer.replace("\\", "\\\\")
-                expires_text = "\\N" if expires is None else expires.isoformat()
-                lines.append(f"{row}\t{code}\t{customer}\t{expires_text}\t{expires_text}\t0\t\\N\n")
-            else:
-                cells = item.cells
-                raw = [_raw(cells, code_at), _raw(cells, customer_at), _raw(cells, expires_at), item.reason]
-                code, customer, expires_text, reason = (value.translate(_COPY_ESCAPES) for value in raw)
-                lines.append(f"{item.row}\t{code}\t{customer}\t\\N\t{expires_text}\t{int(RowOutcome.INVALID)}\t{reason}\n")
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
-            with cursor.copy(f"COPY {stage} (row, code, customer, expires_at, expires_text, outcome, reason) FROM STDIN") as copy:
-                copy.write("".join(lines))
-        return
+            columns = "row, code, customer, expires_at, expires_text, outcome, reason"
+            with cursor.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:
+                # Slice by slice: the server stores one while Python reads the next.
+                while count < limit:
+                    piece = list(islice(records, min(COPY_SLICE, limit - count)))
+                    if not piece:
+                        break
+                    copy.write(_copy_lines(piece, mapping))
+                    count += len(piece)
+        return count
+    chunk = list(islice(records, limit))
+    _insert_rows(stage, chunk, mapping)
+    return len(chunk)
+
+
+COPY_SLICE = 5_000
+
+
+def _copy_lines(chunk: list, mapping: dict[str, int]) -> str:
+    """COPY text rows for the staging table (backslash, tab, newline, CR escaped)."""
+    code_at, customer_at, expires_at = mapping["code"], mapping.get("customer"), mapping.get("expires_at")
+    lines = []
+    append = lines.append
+    for item in chunk:
+        if type(item) is Record:
+            row, code, customer, expires = item
+            if "\\" in code:
+                code = code.replace("\\", "\\\\")
+            if customer is None and expires is None:  # the common case, kept short
+                append(f"{row}\t{code}\t\\N\t\\N\t\\N\t0\t\\N\n")
+                continue
+            customer = "\\N" if customer is None else customer.replace("\\", "\\\\")
+            expires_text = "\\N" if expires is None else expires.isoformat()
+            append(f"{row}\t{code}\t{customer}\t{expires_text}\t{expires_text}\t0\t\\N\n")
+        else:
+            cells = item.cells
+            raw = [_raw(cells, code_at), _raw(cells, customer_at), _raw(cells, expires_at), item.reason]
+            code, customer, expires_text, reason = (value.translate(_COPY_ESCAPES) for value in raw)
+            append(f"{item.row}\t{code}\t{customer}\t\\N\t{expires_text}\t{int(RowOutcome.INVALID)}\t{reason}\n")
+    return "".join(lines)
+
+
+def _insert_rows(stage: str, chunk: list, mapping: dict[str, int]) -> None:
+    """The staging rows on SQLite (no COPY)."""
+    code_at, customer_at, expires_at = mapping["code"], mapping.get("customer"), mapping.get("expires_at")
     adapt = connection.ops.adapt_datetimefield_value
     values = []
     for item in chunk:
@@ -393,24 +422,73 @@ def _import_phase(job: ImportJob, runner: str, progress) -> ImportJob:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT max(row) FROM {stage}")
         last_row = cursor.fetchone()[0] or 0
-    while True:
-        with transaction.atomic():
-            job = _lock(job, runner)
-            if job.cursor >= last_row:
-                return _finish(job, stage)
-            upper = job.cursor + CHUNK
-            counts = _import_chunk(job, stage, lower=job.cursor, upper=upper)
-            job.created += counts.get(0, 0)
-            job.invalid += counts.get(RowOutcome.INVALID, 0)
-            job.duplicates_in_file += counts.get(RowOutcome.DUPLICATE_IN_FILE, 0)
-            job.existing += counts.get(RowOutcome.EXISTS, 0)
-            job.cursor = min(upper, last_row)
-            job.heartbeat_at = timezone.now()
-            job.save(update_fields=["created", "invalid", "duplicates_in_file", "existing", "cursor", "heartbeat_at"])
-        progress(job)
+    ahead = _LookAhead(stage, job.pool_id) if _postgresql() and not connection.in_atomic_block else None
+    try:
+        while True:
+            probed = ahead.take(job.cursor) if ahead else False
+            if ahead and job.cursor + CHUNK < last_row:
+                ahead.probe(lower=job.cursor + CHUNK, upper=job.cursor + 2 * CHUNK)
+            with transaction.atomic():
+                job = _lock(job, runner)
+                if job.cursor >= last_row:
+                    return _finish(job, stage)
+                upper = job.cursor + CHUNK
+                counts = _import_chunk(job, stage, lower=job.cursor, upper=upper, probed=probed)
+                job.created += counts.get(0, 0)
+                job.invalid += counts.get(RowOutcome.INVALID, 0)
+                job.duplicates_in_file += counts.get(RowOutcome.DUPLICATE_IN_FILE, 0)
+                job.existing += counts.get(RowOutcome.EXISTS, 0)
+                job.cursor = min(upper, last_row)
+                job.heartbeat_at = timezone.now()
+                job.save(update_fields=["created", "invalid", "duplicates_in_file", "existing", "cursor", "heartbeat_at"])
+            progress(job)
+    finally:
+        if ahead:
+            ahead.close()
 
 
-def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int) -> dict[int, int]:
+class _LookAhead:
+    """Marks the codes of the *next* chunk that exist already, on a second connection,
+    while this chunk is being inserted: the probe and the insert use both cores.
+
+    Safe because a mark is a fact that stays true (coupons are never deleted), and a
+    code that appears after the probe makes the chunk's plain INSERT fail on the unique
+    index; then the chunk probes again itself (see ``_import_chunk``).
+    """
+
+    def __init__(self, stage: str, pool_id: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.stage, self.pool_id = stage, pool_id
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-probe")
+        self.pending: dict[int, object] = {}  # lower bound of a chunk -> its future
+
+    def probe(self, *, lower: int, upper: int) -> None:
+        if lower not in self.pending:
+            self.pending[lower] = self.executor.submit(self._probe, lower, upper)
+
+    def _probe(self, lower: int, upper: int) -> None:
+        with connection.cursor() as cursor:  # this thread's own connection, autocommit
+            _mark_existing(cursor, self.stage, {"lower": lower, "upper": upper, "pool": self.pool_id})
+
+    def take(self, lower: int) -> bool:
+        """Whether the chunk starting after ``lower`` has been probed already."""
+        future = self.pending.pop(lower, None)
+        if future is None:
+            return False
+        try:
+            future.result()
+        except Exception:  # the chunk probes itself
+            log.warning("Import look-ahead probe failed for rows after %s", lower, exc_info=True)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.executor.submit(connection.close)  # the thread's connection
+        self.executor.shutdown(wait=True)
+
+
+def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int, probed: bool = False) -> dict[int, int]:
     pool = job.pool
     terms = pool.current_terms
     now = timezone.now()
@@ -442,7 +520,8 @@ def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int) -> dict
                 {**params, "currency": terms.currency},
             )
         for attempt in range(20):
-            _mark_existing(cursor, stage, in_chunk, params)
+            if attempt or not probed:
+                _mark_existing(cursor, stage, params)
             try:
                 with transaction.atomic():
                     _insert_coupons(cursor, stage, in_chunk, params)
@@ -466,18 +545,21 @@ def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int) -> dict
         return dict(cursor.fetchall())
 
 
-def _mark_existing(cursor, stage: str, in_chunk: str, params: dict) -> None:
-    # Two branches, so that each can use its index (see coupons.selectors.code_q).
-    exists = (
-        "EXISTS (SELECT 1 FROM coupons_coupon c WHERE c.shared_code = {shared} AND c.code = "
-        + stage + ".code{extra})"
-    )
+def _mark_existing(cursor, stage: str, params: dict) -> None:
+    """Mark the chunk's rows whose code exists in any pool, saying which.
+
+    A correlated scalar subquery is one index probe per row: an ``EXISTS ... OR
+    EXISTS`` became a hashed subplan that read the whole coupons table per chunk.
+    Two branches, so that each can use its index (see ``coupons.selectors.code_q``).
+    """
+    probe = "(SELECT c.pool_id FROM coupons_coupon c WHERE c.shared_code = {} AND c.code = s.code LIMIT 1)"
     cursor.execute(
-        f"UPDATE {stage} SET outcome = {int(RowOutcome.EXISTS)}, reason = CASE WHEN "
-        + exists.format(shared="false", extra=" AND c.pool_id = %(pool)s")
-        + " THEN 'The code exists already in this pool.' ELSE 'The code exists already in another pool.' END "
-        f"WHERE {in_chunk} AND ("
-        + exists.format(shared="false", extra="") + " OR " + exists.format(shared="true", extra="") + ")",
+        f"UPDATE {stage} SET outcome = {int(RowOutcome.EXISTS)}, reason = CASE WHEN found.pool_id = %(pool)s "
+        "THEN 'The code exists already in this pool.' ELSE 'The code exists already in another pool.' END "
+        f"FROM (SELECT s.row, COALESCE({probe.format('false')}, {probe.format('true')}) AS pool_id "
+        f"FROM {stage} s WHERE s.row > %(lower)s AND s.row <= %(upper)s AND s.outcome = 0) AS found "
+        f"WHERE found.pool_id IS NOT NULL AND {stage}.row = found.row "
+        f"AND {stage}.row > %(lower)s AND {stage}.row <= %(upper)s",
         params,
     )
 
