@@ -370,3 +370,44 @@ def test_the_file_is_kept_in_the_storage(settings, tmp_path):
     assert job.file.name.startswith("imports/") and job.file.name.endswith("Spring_sale.csv")
     assert (tmp_path / job.file.name).read_bytes() == b"code\nKEEP-1\n"
     assert job.original_name == "../../etc/Spring sale.csv"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker_env(COUPON_IMPORT_CHUNK="2000")
+def test_a_killed_worker_leaves_an_import_that_resumes_to_the_same_result(celery_worker_process):
+    import time
+
+    from tests.conftest import start_worker
+
+    pool, other = PoolFactory(), PoolFactory()
+    Coupon.objects.create(pool=other, terms=other.current_terms, code="KW-00000077")
+    rows = [f"KW-{n:08d}" for n in range(240_000)] + ["KW-00000005", "BAD\x02"]
+    job = upload(("code\n" + "\n".join(rows) + "\n").encode())
+    # Given an import running in a real worker, in chunks of 2,000 rows
+    import_start(job=job, pool=pool, options=job_options(job))
+    celery_worker_process.wait_for(
+        lambda: ImportJob.objects.get(pk=job.pk), lambda j: j.phase == ImportPhase.IMPORTING and j.cursor >= 6_000
+    )
+    # When the worker is killed mid-import
+    celery_worker_process.process.kill()
+    celery_worker_process.process.wait(timeout=10)
+    job.refresh_from_db()
+    # Then what was committed matches the counters exactly, and the job is not reported done
+    assert job.status == ImportStatus.RUNNING and 6_000 <= job.cursor < 240_003
+    assert Coupon.objects.filter(pool=pool).count() == job.created
+    assert ImportRejection.objects.filter(job=job).count() == job.skipped
+    # And the watchdog marks it interrupted; a new worker resumes it to the full result
+    assert services.import_mark_interrupted(now=timezone.now() + timedelta(minutes=5)) == 1
+    second = start_worker(celery_worker_process.queue, COUPON_IMPORT_CHUNK="20000")
+    try:
+        import_resume(job=ImportJob.objects.get(pk=job.pk))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and job.status != ImportStatus.DONE:
+            time.sleep(0.3)
+            job.refresh_from_db()
+    finally:
+        second.terminate()
+        second.wait(timeout=30)
+    assert counts(job) == dict(read=240_002, created=239_999, in_file=1, existing=1, invalid=1)
+    assert Coupon.objects.filter(pool=pool).count() == 239_999
+    assert sorted(ImportRejection.objects.filter(job=job).values_list("row", flat=True)) == [79, 240_002, 240_003]
