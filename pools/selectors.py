@@ -24,8 +24,13 @@ def pool_get_visible(*, user, pk: int) -> CouponPool:
 
 
 def pool_get_by_reference(reference: str) -> CouponPool:
-    """A pool by numeric id or external id (for management commands)."""
+    """A pool by numeric id or external id (for management commands); CommandError if none."""
+    from django.core.management.base import CommandError
+
     match = Q(external_id=reference)
     if reference.isdigit():
         match |= Q(pk=int(reference))
-    return CouponPool.objects.get(match)
+    try:
+        return CouponPool.objects.get(match)
+    except CouponPool.DoesNotExist:
+        raise CommandError(f"No coupon pool has the id or external id {reference!r}.") from None

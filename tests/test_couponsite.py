@@ -131,13 +131,19 @@ def test_embedded_default_worker_runs_a_real_task(tmp_path):
         log.close()
 
 
-def test_embedded_default_generates_a_batch_on_sqlite(tmp_path):
-    """Bulk generation's portable path (INSERT OR IGNORE) on the embedded SQLite."""
+def migrated_embedded_default(tmp_path, **settings) -> tuple[dict, list[str]]:
+    """The environment of the embedded default (SQLite under ``tmp_path``), migrated."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
     env.update({"DEBUG": "true", "COUPONS_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "couponsite.settings",
-                "COUPON_GENERATION_CHUNK": "3000"})
+                **settings})
     manage = [sys.executable, "manage.py"]
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    return env, manage
+
+
+def test_embedded_default_generates_a_batch_on_sqlite(tmp_path):
+    """Bulk generation's portable path (INSERT OR IGNORE) on the embedded SQLite."""
+    env, manage = migrated_embedded_default(tmp_path, COUPON_GENERATION_CHUNK="3000")
     make_pool = (
         "from pools.services import pool_create;"
         "pool_create(actor=None, name='bulk', external_id='SQLITE-BULK', source='bulk', pattern='SQ-$$$$$$',"
@@ -158,11 +164,7 @@ def test_embedded_default_generates_a_batch_on_sqlite(tmp_path):
 
 def test_embedded_default_imports_a_file_on_sqlite(tmp_path):
     """The import service's portable path (no COPY, no unlogged table) on the embedded SQLite."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
-    env.update({"DEBUG": "true", "COUPONS_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "couponsite.settings",
-                "COUPON_IMPORT_CHUNK": "3"})
-    manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    env, manage = migrated_embedded_default(tmp_path, COUPON_IMPORT_CHUNK="3")
     setup = (
         "from pools.services import pool_create; from coupons.models import Customer;"
         "pool_create(actor=None, name='uploads', external_id='SQLITE-UP', source='uploaded', coupon_type='amount', value=1);"

@@ -5,7 +5,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from coupons.generation import GenerationError, generation_resume, generation_run, generation_start
 from coupons.models import GenerationBatch
-from pools.models import CouponPool
 from pools.patterns import PatternError
 from pools.selectors import pool_get_by_reference
 
@@ -19,10 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--resume", type=int, metavar="BATCH", help="resume an interrupted batch instead")
 
     def handle(self, *args, pool, count, resume, **options):
-        try:
-            target = pool_get_by_reference(pool)
-        except CouponPool.DoesNotExist:
-            raise CommandError(f"No coupon pool has the id or external id {pool!r}.") from None
+        target = pool_get_by_reference(pool)
         try:
             if resume:
                 batch = GenerationBatch.objects.get(pk=resume, pool=target)

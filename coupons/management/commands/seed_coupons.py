@@ -3,7 +3,6 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from coupons.seeding import coupons_seed
-from pools.models import CouponPool
 from pools.selectors import pool_get_by_reference
 
 
@@ -17,10 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, pool, count, **options):
         if count < 1:
             raise CommandError("--count must be at least 1.")
-        try:
-            target = pool_get_by_reference(pool)
-        except CouponPool.DoesNotExist:
-            raise CommandError(f"No coupon pool has the id or external id {pool!r}.") from None
+        target = pool_get_by_reference(pool)
         started = time.monotonic()
 
         def progress(done):

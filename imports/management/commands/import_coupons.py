@@ -17,7 +17,6 @@ from imports.services import (
     job_options,
     local_file,
 )
-from pools.models import CouponPool
 from pools.selectors import pool_get_by_reference
 
 DELIMITER_NAMES = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
@@ -42,10 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--resume", type=int, metavar="IMPORT", help="resume an interrupted import instead")
 
     def handle(self, *args, pool, file, delimiter, encoding, header, resume, **options):
-        try:
-            target = pool_get_by_reference(pool)
-        except CouponPool.DoesNotExist:
-            raise CommandError(f"No coupon pool has the id or external id {pool!r}.") from None
+        target = pool_get_by_reference(pool)
         try:
             if resume:
                 job = import_resume(job=ImportJob.objects.get(pk=resume, pool=target), enqueue=False)
