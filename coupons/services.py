@@ -76,6 +76,7 @@ class Rule:
 
 
 RULES = {
+    "assign": Rule(frozenset({S.UNASSIGNED}), "be assigned"),
     "invalidate": Rule(frozenset({S.UNASSIGNED, S.CLAIMED}), "be invalidated"),
     "unassign": Rule(frozenset({S.CLAIMED}), "be unassigned"),
     "transfer": Rule(frozenset({S.CLAIMED}), "be transferred"),
@@ -180,31 +181,79 @@ def customer_find(*, external_id: str = "", email: str = "") -> Customer:
 # --- claim -------------------------------------------------------------------------
 
 
-@transaction.atomic
 def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
     """Issue a coupon of ``pool`` to ``customer`` (SPEC: "How a pool issues a coupon")."""
+    if pool.source == PoolSource.REMOTE:
+        return _claim_remote(pool, customer, actor)
+    return _claim_local(pool, customer, actor)
+
+
+def _claim_remote(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
+    """Ask the pool's callback URL for a code, outside any transaction (no lock is held
+    while the remote system answers), then store it as claimed by the customer."""
+    from pools.remote import RemoteCodeError, fetch_remote_code
+
+    if pool.aggregated:
+        with transaction.atomic():
+            held = _held_coupon(pool, customer, actor)
+        if held is not None:
+            return held
+    try:
+        code = fetch_remote_code(pool, customer.external_id)
+    except RemoteCodeError as exc:
+        raise CouponActionError(str(exc), code=exc.code) from None
+    now = timezone.now()
+    with transaction.atomic():
+        pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
+        terms = pool.current_terms
+        _check_currency(terms, customer)
+        try:
+            with transaction.atomic():
+                coupon = Coupon.objects.create(
+                    pool=pool, terms=terms, code=code, status=S.CLAIMED, customer=customer, claimed_at=now,
+                    expires_at=terms.expires_at(now), claims=1,
+                )
+        except IntegrityError:
+            raise CouponActionError(
+                f"The remote system answered with the code {code}, which exists already; nothing was created.",
+                code="remote_duplicate",
+            ) from None
+        _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
+    return coupon
+
+
+def _held_coupon(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon | None:
+    """Aggregated pools: the coupon the customer holds already, claimed once more."""
+    # Lock the customer so two simultaneous claims cannot both create a coupon.
+    # NO KEY UPDATE: the foreign-key checks of events written by other actions
+    # (FOR KEY SHARE on this row) do not wait for it, so no deadlock with them.
+    Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
+    held = (
+        Coupon.objects.select_for_update()
+        .filter(pool=pool, customer=customer, status=S.CLAIMED)
+        .order_by("id")
+        .first()
+    )
+    if held is not None:
+        Coupon.objects.filter(pk=held.pk).update(claims=F("claims") + 1)
+        held.refresh_from_db()
+        _event(EventAction.CLAIM, coupon=held, customer_id=customer.pk, actor=actor, now=timezone.now(), again=True)
+    return held
+
+
+@transaction.atomic
+def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
     pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
     terms = pool.current_terms
     now = timezone.now()
     if pool.aggregated:
-        # Lock the customer so two simultaneous claims cannot both create a coupon.
-        # NO KEY UPDATE: the foreign-key checks of events written by other actions
-        # (FOR KEY SHARE on this row) do not wait for it, so no deadlock with them.
-        Customer.objects.select_for_update(no_key=True).get(pk=customer.pk)
-        held = (
-            Coupon.objects.select_for_update()
-            .filter(pool=pool, customer=customer, status=S.CLAIMED)
-            .order_by("id")
-            .first()
-        )
+        held = _held_coupon(pool, customer, actor)
         if held is not None:
-            Coupon.objects.filter(pk=held.pk).update(claims=F("claims") + 1)
-            held.refresh_from_db()
-            _event(EventAction.CLAIM, coupon=held, customer_id=customer.pk, actor=actor, now=now, again=True)
             return held
     if pool.source in (PoolSource.UPLOADED, PoolSource.BULK):
         coupon = (
-            Coupon.objects.select_for_update(skip_locked=True)
+            Coupon.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("terms__effective")
             .filter(pool=pool, status=S.UNASSIGNED)
             .order_by("id")
             .first()
@@ -213,10 +262,8 @@ def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor) -> Coupo
             raise CouponActionError(f"The pool \u201c{pool.name}\u201d has no unassigned coupons left.", code="pool_empty")
     elif pool.source == PoolSource.GENERATED:
         coupon = _new_generated_coupon(pool, terms)
-    else:
-        raise CouponActionError(
-            "Remote pools issue coupons through their callback URL.", code="remote_pool"
-        )
+    else:  # pragma: no cover - coupon_claim sends remote pools to _claim_remote
+        raise CouponActionError("Remote pools issue coupons through their callback URL.", code="remote_pool")
     # The coupon's own terms decide (an older coupon may keep an older currency).
     _check_currency(coupon.effective_terms, customer)
     coupon.status = S.CLAIMED
@@ -226,6 +273,7 @@ def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor) -> Coupo
     coupon.claims = 1
     coupon.save(update_fields=["status", "customer", "claimed_at", "expires_at", "claims"])
     _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
+    coupon.pool = pool
     return coupon
 
 
@@ -271,6 +319,20 @@ def _check_guessing_protection(pool: CouponPool, limit: int) -> None:
             "(1% of its combinations, against guessing).",
             code="pool_full",
         )
+
+
+@transaction.atomic
+def coupon_assign(*, coupon: Coupon, customer: Customer, actor: Actor) -> Coupon:
+    """Give this unassigned coupon to the customer (a claim of a chosen coupon)."""
+    coupon = _lock(coupon)
+    RULES["assign"].check(coupon)
+    _check_currency(coupon.effective_terms, customer)
+    now = timezone.now()
+    coupon.status, coupon.customer, coupon.claimed_at, coupon.claims = S.CLAIMED, customer, now, 1
+    coupon.expires_at = coupon.effective_terms.expires_at(now)
+    coupon.save(update_fields=["status", "customer", "claimed_at", "expires_at", "claims"])
+    _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
+    return coupon
 
 
 # --- simple transitions ------------------------------------------------------------

@@ -40,9 +40,11 @@ INSTALLED_APPS = [
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "pools",
     "coupons",
     "imports",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -51,7 +53,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "couponsite.middleware.LoginRequiredExceptApiMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -123,10 +125,27 @@ DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5-responsive.html"
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.auth.HasApiKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "COERCE_DECIMAL_TO_STRING": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Coupon pools API",
+    "DESCRIPTION": (
+        "Claim, query and redeem coupons. Authenticate with the header "
+        "`Authorization: Api-Key <key>` (keys are created by administrators). Errors are "
+        '`{"status": "error", "error": {"type", "code", "message"}}`.'
+    ),
     "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # Celery: the embedded default is kombu's file-system transport, which needs no server.
@@ -186,3 +205,9 @@ COUPON_GENERATION_CHUNK = env.int("COUPON_GENERATION_CHUNK", default=250_000)
 COUPON_IMPORT_MAX_FILE_SIZE = env.int("COUPON_IMPORT_MAX_FILE_SIZE", default=1024 * 1024 * 1024)
 COUPON_IMPORT_CHUNK = env.int("COUPON_IMPORT_CHUNK", default=250_000)
 FILE_UPLOAD_HANDLERS = ["imports.uploads.LimitedUploadHandler"]
+# Remote pools: timeouts of the callback request (seconds), and which addresses a
+# callback URL may resolve to (public ones always; loopback/private only if allowed).
+COUPON_CALLBACK_CONNECT_TIMEOUT = env.float("COUPON_CALLBACK_CONNECT_TIMEOUT", default=2.0)
+COUPON_CALLBACK_READ_TIMEOUT = env.float("COUPON_CALLBACK_READ_TIMEOUT", default=5.0)
+COUPON_CALLBACK_ALLOW_LOOPBACK = env.bool("COUPON_CALLBACK_ALLOW_LOOPBACK", default=DEBUG)
+COUPON_CALLBACK_ALLOW_PRIVATE = env.bool("COUPON_CALLBACK_ALLOW_PRIVATE", default=False)

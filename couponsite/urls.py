@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from api.ui import ApiKeysView
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="pools:list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -10,5 +12,7 @@ urlpatterns = [
     path("pools/", include("pools.urls")),
     path("", include("coupons.urls")),
     path("imports/", include("imports.urls")),
+    path("api/", include("api.urls")),
+    path("settings/api-keys/", ApiKeysView.as_view(), name="api_keys"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,75 @@
+"""Every error as ``{"status": "error", "error": {"type", "code", "message"}}``."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.views import exception_handler as drf_handler
+
+
+class ApiError(exceptions.APIException):
+    """An error with its own type and code."""
+
+    def __init__(self, message: str, *, code: str, type: str = "request_error", status_code: int = 400, details=None):
+        super().__init__(message, code)
+        self.status_code, self.type, self.error_code, self.details = status_code, type, code, details
+
+
+TYPES = {
+    exceptions.ValidationError: ("validation_error", "invalid"),
+    exceptions.ParseError: ("request_error", "malformed_json"),
+    exceptions.AuthenticationFailed: ("authentication_error", "invalid_api_key"),
+    exceptions.NotAuthenticated: ("authentication_error", "api_key_required"),
+    exceptions.PermissionDenied: ("permission_error", "forbidden"),
+    exceptions.NotFound: ("not_found", "not_found"),
+    exceptions.MethodNotAllowed: ("request_error", "method_not_allowed"),
+    exceptions.NotAcceptable: ("request_error", "not_acceptable"),
+    exceptions.UnsupportedMediaType: ("request_error", "unsupported_media_type"),
+    exceptions.Throttled: ("request_error", "throttled"),
+}
+
+
+def _first_message(detail) -> str:
+    if isinstance(detail, dict):
+        for field, value in detail.items():
+            message = _first_message(value)
+            return message if field == "non_field_errors" else f"{field}: {message}"
+        return "Invalid request."
+    if isinstance(detail, list):
+        return _first_message(detail[0]) if detail else "Invalid request."
+    return str(detail)
+
+
+def error_body(type: str, code: str, message: str, details=None) -> dict:
+    error = {"type": type, "code": code, "message": message}
+    if details:
+        error["details"] = details
+    return {"status": "error", "error": error}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    response = drf_handler(exc, context)
+    if response is None:
+        return None  # a 500: Django's handler logs it
+    if isinstance(exc, ApiError):
+        body = error_body(exc.type, exc.error_code, str(exc.detail), exc.details)
+    else:
+        type_, code = next((v for k, v in TYPES.items() if isinstance(exc, k)), ("request_error", "error"))
+        details = exc.detail if isinstance(exc, exceptions.ValidationError) and isinstance(exc.detail, dict) else None
+        body = error_body(type_, code, _first_message(exc.detail), details)
+    response.data = body
+    return response
+
+
+def not_found_view(request, exception=None):
+    """404 for unknown /api/ URLs, in the API's error format."""
+    from django.http import JsonResponse
+
+    return JsonResponse(error_body("not_found", "not_found", "No such endpoint."), status=status.HTTP_404_NOT_FOUND)
+
+

@@ -1,0 +1,85 @@
+"""API keys and the bulk operations shops queue through the API."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+
+from pools.models import CouponPool
+
+
+class ApiKey(models.Model):
+    """A client's key. Only a SHA-256 hash of the key is stored (keys are 256-bit random
+    values, so a fast hash is as safe as a slow one and costs nothing per request); the
+    key itself is shown once, when it is created. ``prefix`` finds the row."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    groups = models.ManyToManyField(
+        Group, blank=True, related_name="+",
+        help_text="Limit the key to these user groups' pools; none: every pool.",
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    # DRF treats the authenticated principal as request.user.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class BulkOperation(models.Model):
+    """``add``, ``assign`` or ``unassign`` for up to 50,000 codes, run by a worker."""
+
+    class Action(models.TextChoices):
+        ADD = "add", "Add coupons"
+        ASSIGN = "assign", "Assign coupons"
+        UNASSIGN = "unassign", "Unassign coupons"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="+")
+    api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    items = models.JSONField()  # the request's coupons, as given
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    cursor = models.PositiveIntegerField(default=0)  # items before this index are done
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class BulkOperationError(models.Model):
+    operation = models.ForeignKey(BulkOperation, on_delete=models.CASCADE, related_name="errors")
+    index = models.PositiveIntegerField()  # position in the request's list, from 0
+    code = models.CharField(max_length=200, blank=True)  # the coupon code
+    error_code = models.CharField(max_length=64)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["index"]

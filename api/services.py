@@ -1,0 +1,348 @@
+"""API-side services: keys, customers seen first through the API, events, bulk
+operations and basket validation. Coupon state changes go through coupons.services."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from coupons import services as coupon_services
+from coupons.models import ActorKind, Coupon, CouponStatus, Customer
+from coupons.selectors import code_q
+from coupons.services import Actor, CouponActionError
+from pools.models import CouponPool, CouponType, ModuleSettings
+
+from .auth import hash_key, new_key, pool_visibility_for_key
+from .models import ApiKey, BulkOperation, BulkOperationError
+
+log = logging.getLogger(__name__)
+S = CouponStatus
+
+
+def actor_of(api_key: ApiKey) -> Actor:
+    return Actor(ActorKind.API_KEY, None, f"API key {api_key.name}")
+
+
+# --- keys ----------------------------------------------------------------------------
+
+
+def api_key_create(*, name: str, groups=(), user=None) -> tuple[ApiKey, str]:
+    """A new key; returns (row, key). The key is not stored: show it now or never."""
+    prefix, key = new_key()
+    api_key = ApiKey.objects.create(
+        name=name, prefix=prefix, key_hash=hash_key(key),
+        created_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
+    )
+    api_key.groups.set(groups)
+    return api_key, key
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    api_key.refresh_from_db()
+    return api_key
+
+
+# --- reads -----------------------------------------------------------------------------
+
+
+def pools_for_key(api_key: ApiKey):
+    return CouponPool.objects.filter(pool_visibility_for_key(api_key))
+
+
+def pool_for_key(api_key: ApiKey, reference: str) -> CouponPool | None:
+    """A pool by id or external id, if the key may see it."""
+    pools = pools_for_key(api_key)
+    if reference.isdigit():
+        pool = pools.filter(pk=int(reference)).first()
+        if pool is not None:
+            return pool
+    return pools.filter(external_id=reference).first() if reference else None
+
+
+def coupon_for_key(api_key: ApiKey, code: str, customer: Customer | None = None) -> Coupon:
+    """The coupon with this code in a pool the key may see.
+
+    A generic code is held by many customers: then the customer says whose.
+    """
+    coupons = (
+        Coupon.objects.filter(code_q(code), pool__in=pools_for_key(api_key))
+        .select_related("pool", "customer", "terms__effective")
+    )
+    found = list(coupons.order_by("-id")[:2])
+    if len(found) > 1 and customer is not None:
+        found = list(coupons.filter(customer=customer).order_by("-id")[:2])
+    if not found:
+        raise CouponActionError(f"No coupon has the code {code}.", code="coupon_not_found")
+    if len(found) > 1:
+        raise CouponActionError(
+            f"The code {code} is a generic code held by several customers; name the customer.",
+            code="coupon_ambiguous",
+        )
+    return found[0]
+
+
+def customer_get_or_create(external_id: str, *, email: str = "", currency: str = "") -> Customer:
+    """The customer with this ID; a claim or event for a new ID creates it (SPEC 7)."""
+    external_id = external_id.strip()
+    if not external_id:
+        raise CouponActionError("The customer ID is empty.", code="customer_required")
+    customer = Customer.objects.filter(external_id=external_id).first()
+    if customer is not None:
+        return customer
+    try:
+        with transaction.atomic():
+            return Customer.objects.create(external_id=external_id, email=email or "", currency=(currency or "").upper())
+    except IntegrityError:  # created by a parallel request meanwhile
+        return Customer.objects.get(external_id=external_id)
+
+
+def customer_put(*, external_id: str, email: str | None, currency: str | None) -> tuple[Customer, bool]:
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().filter(external_id=external_id).first()
+        created = customer is None
+        if created:
+            customer = Customer(external_id=external_id)
+        if email is not None:
+            customer.email = email
+        if currency is not None:
+            customer.currency = currency
+        try:
+            with transaction.atomic():
+                customer.save()
+        except IntegrityError:
+            raise CouponActionError("The customer was created by another request; try again.", code="conflict") from None
+    return customer, created
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+@dataclass
+class EventResult:
+    code: str
+    result: str  # redeemed, refused, not_processed
+    message: str = ""
+    coupon: Coupon | None = None
+
+
+@dataclass
+class EventOutcome:
+    action: str
+    auto_redeem: bool | None = None
+    results: list[EventResult] = field(default_factory=list)
+
+
+def event_record(*, api_key: ApiKey, customer_id: str, action: str, data: dict) -> EventOutcome:
+    customer = customer_get_or_create(customer_id)
+    actor = actor_of(api_key)
+    if action == "coupon_redeem":
+        coupon = coupon_for_key(api_key, data["code"], customer)
+        coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, amount=data.get("amount"), customer=customer)
+        return EventOutcome(action, results=[EventResult(coupon.code, "redeemed", coupon=coupon)])
+    # checkout: redeems the named coupons only when auto redeem is on.
+    auto_redeem = ModuleSettings.load().auto_redeem
+    outcome = EventOutcome(action, auto_redeem=auto_redeem)
+    for code in dict.fromkeys(data.get("coupons") or []):
+        if not auto_redeem:
+            outcome.results.append(EventResult(code, "not_processed", "Auto redeem is off."))
+            continue
+        try:
+            coupon = coupon_for_key(api_key, code, customer)
+            coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, customer=customer)
+        except CouponActionError as exc:
+            outcome.results.append(EventResult(code, "refused", str(exc)))
+        else:
+            outcome.results.append(EventResult(code, "redeemed", coupon=coupon))
+    return outcome
+
+
+# --- bulk operations ---------------------------------------------------------------
+
+
+def bulk_start(*, api_key: ApiKey, pool: CouponPool, action: str, items: list[dict]) -> BulkOperation:
+    from pools.models import PoolSource
+
+    if action == BulkOperation.Action.ADD and pool.source != PoolSource.UPLOADED:
+        raise CouponActionError(
+            f"Coupons can be added only to uploaded pools; \u201c{pool.name}\u201d is {pool.get_source_display().lower()}.",
+            code="pool_not_uploaded",
+        )
+    operation = BulkOperation.objects.create(
+        pool=pool, api_key=api_key, action=action, items=items, total=len(items)
+    )
+    from .tasks import run_bulk_operation
+
+    transaction.on_commit(lambda: run_bulk_operation.delay(operation.pk))
+    return operation
+
+
+BULK_CHUNK = 500
+
+
+def bulk_run(*, operation_id: int) -> BulkOperation:
+    """Apply the operation item by item, committing progress every ``BULK_CHUNK`` items
+    (with the cursor, so a redelivered task goes on where the last chunk ended)."""
+    operation = BulkOperation.objects.select_related("pool", "api_key").get(pk=operation_id)
+    if operation.status in (BulkOperation.Status.DONE, BulkOperation.Status.FAILED):
+        return operation
+    BulkOperation.objects.filter(pk=operation.pk).update(status=BulkOperation.Status.RUNNING)
+    if operation.action == BulkOperation.Action.ADD:
+        return _bulk_add(operation)
+    actor = actor_of(operation.api_key)
+    items = operation.items
+    while operation.cursor < len(items):
+        with transaction.atomic():
+            operation = BulkOperation.objects.select_for_update().select_related("pool", "api_key").get(pk=operation.pk)
+            start, end = operation.cursor, min(operation.cursor + BULK_CHUNK, len(items))
+            errors = []
+            for index in range(start, end):
+                item = items[index]
+                try:
+                    with transaction.atomic():
+                        _bulk_apply_one(operation, item, actor)
+                except CouponActionError as exc:
+                    errors.append(BulkOperationError(
+                        operation=operation, index=index, code=item["code"][:200], error_code=exc.code, message=str(exc)
+                    ))
+            BulkOperationError.objects.bulk_create(errors)
+            operation.processed += end - start
+            operation.failed += len(errors)
+            operation.succeeded += end - start - len(errors)
+            operation.cursor = end
+            operation.save(update_fields=["processed", "failed", "succeeded", "cursor"])
+    return _bulk_finish(operation)
+
+
+def _bulk_apply_one(operation: BulkOperation, item: dict, actor: Actor) -> None:
+    coupon = Coupon.objects.filter(code_q(item["code"]), pool=operation.pool).order_by("-id").first()
+    if coupon is None:
+        raise CouponActionError(f"The pool has no coupon {item['code']}.", code="coupon_not_found")
+    if operation.action == BulkOperation.Action.ASSIGN:
+        customer = customer_get_or_create(item["customer"])
+        coupon_services.coupon_assign(coupon=coupon, customer=customer, actor=actor)
+    else:
+        coupon_services.coupon_unassign(coupon=coupon, actor=actor)
+
+
+def _bulk_add(operation: BulkOperation) -> BulkOperation:
+    """``add`` is an import of the given codes: the same duplicate checks, in any pool."""
+    import csv
+    import io
+
+    from django.core.files.base import ContentFile
+
+    from imports.models import RowOutcome
+    from imports.parsing import Options
+    from imports.services import import_run, import_start, import_upload
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["code", "customer"])
+    for item in operation.items:
+        writer.writerow([item["code"], item.get("customer", "")])
+    content = ContentFile(buffer.getvalue().encode(), name=f"bulk-operation-{operation.pk}.csv")
+    job = import_upload(file=content, name=content.name, pool=operation.pool)
+    job = import_start(
+        job=job, pool=operation.pool, enqueue=False,
+        options=Options(delimiter=",", has_header=True, encoding="utf-8", mapping={"code": 0, "customer": 1}),
+    )
+    job = import_run(job_id=job.pk)
+    codes = {
+        RowOutcome.INVALID: "invalid", RowOutcome.DUPLICATE_IN_FILE: "duplicate_in_request",
+        RowOutcome.EXISTS: "code_exists",
+    }
+    BulkOperationError.objects.bulk_create(
+        BulkOperationError(
+            operation=operation, index=rejection.row - 2,  # row 1 is the header
+            code=rejection.code[:200], error_code=codes[rejection.outcome], message=rejection.reason,
+        )
+        for rejection in job.rejections.order_by("row").iterator()
+    )
+    operation.processed, operation.succeeded, operation.failed = job.rows_read, job.created, job.skipped
+    operation.cursor = len(operation.items)
+    operation.message = f"Import #{job.pk}: {job.message}"
+    operation.save(update_fields=["processed", "succeeded", "failed", "cursor", "message"])
+    return _bulk_finish(operation)
+
+
+def _bulk_finish(operation: BulkOperation) -> BulkOperation:
+    operation.status = BulkOperation.Status.DONE
+    operation.finished_at = timezone.now()
+    operation.save(update_fields=["status", "finished_at"])
+    return operation
+
+
+# --- basket validation ---------------------------------------------------------------
+
+
+@dataclass
+class Validation:
+    coupon: Coupon
+    reasons: list[tuple[str, str]]
+    discount: Decimal
+    free_shipping: bool
+
+    @property
+    def valid(self) -> bool:
+        return not self.reasons
+
+
+CENT = Decimal("0.01")
+
+
+def coupon_validate(*, api_key: ApiKey, code: str, basket: dict) -> Validation:
+    """Whether the coupon can be used on this basket, every reason why not, and the
+    discount it would give. Changes nothing."""
+    customer = Customer.objects.filter(external_id=(basket.get("customer") or "").strip()).first()
+    coupon = coupon_for_key(api_key, code, customer)
+    terms = coupon.effective_terms
+    total: Decimal = basket["total"]
+    reasons: list[tuple[str, str]] = []
+    now = timezone.now()
+    usable = (S.CLAIMED, S.PARTIALLY_REDEEMED) if terms.is_gift_card else (S.CLAIMED,)
+    if coupon.status == S.UNASSIGNED and coupon.pool.source == "uploaded":
+        pass  # an uploaded coupon can be redeemed directly with a customer (SPEC 2)
+    elif coupon.status not in usable:
+        reasons.append(("status", f"The coupon is {CouponStatus(coupon.status).label.lower()}."))
+    if coupon.expires_at is not None and coupon.expires_at <= now:
+        reasons.append(("expired", f"The coupon expired on {timezone.localtime(coupon.expires_at):%Y-%m-%d %H:%M}."))
+    wanted = (basket.get("customer") or "").strip()
+    if wanted and coupon.customer_id and coupon.customer.external_id != wanted:
+        reasons.append(("customer", f"The coupon belongs to another customer than {wanted}."))
+    if terms.purchase_minimum is not None and total < terms.purchase_minimum:
+        reasons.append(("purchase_minimum", f"The basket total {total} is below the minimum purchase of {terms.purchase_minimum}."))
+    store_ids = list(terms.store_ids or [])
+    if store_ids:
+        from pools.models import Store
+
+        store = (basket.get("store") or "").strip()
+        allowed = set(Store.objects.filter(pk__in=store_ids).values_list("external_id", flat=True))
+        if store not in allowed:
+            reasons.append(("store", "The coupon is not valid in this store." if store else "The coupon is valid only in some stores; name the store."))
+    product_ids = list(terms.product_ids or [])
+    if product_ids:
+        from pools.models import Product
+
+        skus = set(Product.objects.filter(pk__in=product_ids).values_list("sku", flat=True))
+        if not skus & set(basket.get("products") or []):
+            reasons.append(("products", "The basket holds none of the products the coupon is valid for."))
+    currency = (basket.get("currency") or "").strip().upper()
+    if terms.is_gift_card and terms.currency and currency != terms.currency:
+        reasons.append(("currency", f"The gift card is in {terms.currency}; the basket is in {currency or 'no currency'}."))
+    discount, free_shipping = _discount(coupon, terms, total)
+    return Validation(coupon=coupon, reasons=reasons, discount=discount if not reasons else Decimal("0.00"), free_shipping=free_shipping and not reasons)
+
+
+def _discount(coupon: Coupon, terms, total: Decimal) -> tuple[Decimal, bool]:
+    if terms.coupon_type == CouponType.FREE_SHIPPING:
+        return Decimal("0.00"), True
+    if terms.coupon_type == CouponType.PERCENTAGE:
+        return (total * (terms.value or 0) / 100).quantize(CENT, rounding=ROUND_HALF_UP), False
+    if terms.coupon_type == CouponType.GIFT_CARD:
+        return min(coupon.current_balance or Decimal("0"), total).quantize(CENT), False
+    return min(terms.value or Decimal("0"), total).quantize(CENT), False

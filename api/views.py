@@ -1,0 +1,338 @@
+"""The JSON API (SPEC section 7), authenticated by ``Authorization: Api-Key <key>``."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from coupons import services as coupon_services
+from coupons.models import Coupon, CouponStatus, Customer
+from coupons.selectors import code_q
+from coupons.services import CouponActionError
+from pools.services import UpdateMethod, pool_create, pool_update
+
+from . import services
+from .errors import ApiError
+from .models import BulkOperation
+from .serializers import (
+    BasketSerializer,
+    BulkErrorSerializer,
+    BulkRequestSerializer,
+    BulkStatusSerializer,
+    ClaimSerializer,
+    CouponSerializer,
+    CustomerSerializer,
+    EventResultSerializer,
+    EventSerializer,
+    PoolSerializer,
+    PoolUpdateSerializer,
+    ValidationResultSerializer,
+)
+
+ERROR = inline_serializer(
+    "Error",
+    {
+        "status": serializers.CharField(default="error"),
+        "error": inline_serializer(
+            "ErrorDetail",
+            {"type": serializers.CharField(), "code": serializers.CharField(), "message": serializers.CharField()},
+        ),
+    },
+)
+ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 502)}
+
+
+def refused(exc: CouponActionError) -> ApiError:
+    """A refused coupon action: 409, or 404 when the coupon does not exist, 502 for a
+    remote system that failed."""
+    if exc.code in ("coupon_not_found",):
+        return ApiError(str(exc), code=exc.code, type="not_found", status_code=404)
+    if exc.code.startswith("remote_"):
+        return ApiError(str(exc), code=exc.code, type="remote_error", status_code=502)
+    return ApiError(str(exc), code=exc.code, type="refused", status_code=409)
+
+
+def model_errors(exc: DjangoValidationError) -> ApiError:
+    details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+    details = {("type" if k == "coupon_type" else k): v for k, v in details.items()}
+    field, messages = next(iter(details.items()))
+    message = messages[0] if field in ("non_field_errors", "__all__") else f"{field}: {messages[0]}"
+    return ApiError(message, code="invalid", type="validation_error", details=details)
+
+
+class KeyedView(APIView):
+    def pool_or_404(self, reference: str):
+        pool = services.pool_for_key(self.request.user, reference)
+        if pool is None:
+            raise ApiError(f"No coupon pool has the id or external id {reference!r}.", code="pool_not_found",
+                           type="not_found", status_code=404)
+        return pool
+
+
+# --- pools --------------------------------------------------------------------------------
+
+
+class PoolListView(KeyedView):
+    @extend_schema(responses={200: PoolSerializer(many=True), **ERRORS}, summary="List coupon pools", operation_id="pools_list")
+    def get(self, request):
+        pools = services.pools_for_key(request.user).select_related("user_group").prefetch_related("stores", "products")
+        return Response(PoolSerializer(pools.order_by("id")[:1000], many=True).data)
+
+    @extend_schema(request=PoolSerializer, responses={201: PoolSerializer, **ERRORS}, summary="Create a coupon pool", operation_id="pools_create")
+    def post(self, request):
+        serializer = PoolSerializer(data=request.data, context={"api_key": request.user})
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        groups = list(request.user.groups.all())
+        if groups and fields.get("user_group") is None:
+            if len(groups) > 1:
+                raise ApiError("This API key is limited to several user groups: name one in user_group.",
+                               code="user_group_required", type="validation_error")
+            fields["user_group"] = groups[0]
+        try:
+            pool = pool_create(actor=None, **fields)
+        except DjangoValidationError as exc:
+            raise model_errors(exc) from None
+        return Response(PoolSerializer(pool).data, status=status.HTTP_201_CREATED)
+
+
+class PoolDetailView(KeyedView):
+    @extend_schema(responses={200: PoolSerializer, **ERRORS}, summary="A coupon pool by id or external id", operation_id="pools_retrieve")
+    def get(self, request, reference):
+        return Response(PoolSerializer(self.pool_or_404(reference)).data)
+
+
+class PoolUpdateView(KeyedView):
+    @extend_schema(
+        request=PoolUpdateSerializer,
+        responses={200: inline_serializer("PoolUpdated", {
+            "pool": PoolSerializer(), "update_method": serializers.CharField(),
+            "coupons_updated": serializers.IntegerField(), "message": serializers.CharField(),
+        }), **ERRORS},
+        summary="Update a coupon pool; update_method decides which existing coupons follow", operation_id="pools_update",
+    )
+    def post(self, request, reference):
+        pool = self.pool_or_404(reference)
+        serializer = PoolUpdateSerializer(pool, data=request.data, partial=True, context={"api_key": request.user})
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        # partial=True skips defaults: state them here.
+        method, matching = fields.pop("update_method", UpdateMethod.NONE), fields.pop("update_matching", False)
+        try:
+            pool, propagation = pool_update(pool=pool, actor=None, update_method=method, matching=matching, **fields)
+        except DjangoValidationError as exc:
+            raise model_errors(exc) from None
+        return Response({
+            "pool": PoolSerializer(pool).data,
+            "update_method": method,
+            "coupons_updated": propagation.changed if propagation else 0,
+            "message": propagation.message() if propagation else "No coupon property changed.",
+        })
+
+
+class PoolClaimView(KeyedView):
+    @extend_schema(request=ClaimSerializer, responses={201: CouponSerializer, **ERRORS},
+                   summary="Issue a coupon of the pool to a customer", operation_id="pools_claim")
+    def post(self, request, reference):
+        pool = self.pool_or_404(reference)
+        serializer = ClaimSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            if pool.source == "remote":  # no transaction around the remote system's answer
+                customer = services.customer_get_or_create(data["customer"], email=data.get("email", ""),
+                                                           currency=data.get("currency", ""))
+                coupon = coupon_services.coupon_claim(pool=pool, customer=customer, actor=services.actor_of(request.user))
+            else:
+                with transaction.atomic():  # a new customer and the claim: one commit
+                    customer = services.customer_get_or_create(data["customer"], email=data.get("email", ""),
+                                                               currency=data.get("currency", ""))
+                    coupon = coupon_services.coupon_claim(pool=pool, customer=customer,
+                                                          actor=services.actor_of(request.user))
+        except CouponActionError as exc:
+            raise refused(exc) from None
+        return Response(CouponSerializer(coupon).data, status=status.HTTP_201_CREATED)
+
+
+# --- coupons ------------------------------------------------------------------------------
+
+
+class CouponCursor(CursorPagination):
+    ordering = "-id"
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
+
+
+class CouponListView(KeyedView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("code", str, description="Exact code"),
+            OpenApiParameter("status", str, enum=[s.slug for s in CouponStatus]),
+            OpenApiParameter("customer", str, description="Customer ID"),
+            OpenApiParameter("pool", str, description="Pool id or external id"),
+            OpenApiParameter("limit", int, description="Page size (at most 1000)"),
+        ],
+        responses={200: inline_serializer("CouponPage", {
+            "next": serializers.URLField(allow_null=True, help_text="The next page, or null"),
+            "previous": serializers.URLField(allow_null=True),
+            "results": CouponSerializer(many=True),
+        }), **ERRORS},
+        summary="Query coupons (newest first, cursor pagination)", operation_id="coupons_list",
+    )
+    def get(self, request):
+        coupons = Coupon.objects.filter(pool__in=services.pools_for_key(request.user))
+        params = request.query_params
+        if code := params.get("code", "").strip():
+            coupons = coupons.filter(code_q(code))
+        if slug := params.get("status", ""):
+            try:
+                coupons = coupons.filter(status=CouponStatus.from_slug(slug))
+            except KeyError:
+                raise ApiError(f"Unknown status {slug!r}; use one of {', '.join(s.slug for s in CouponStatus)}.",
+                               code="invalid", type="validation_error") from None
+        if customer := params.get("customer", "").strip():
+            coupons = coupons.filter(customer__external_id=customer)
+        if reference := params.get("pool", "").strip():
+            coupons = coupons.filter(pool=self.pool_or_404(reference))
+        paginator = CouponCursor()
+        page = paginator.paginate_queryset(coupons.select_related("pool", "customer", "terms__effective"), request, view=self)
+        return paginator.get_paginated_response(CouponSerializer(page, many=True).data)
+
+
+CUSTOMER_PARAM = OpenApiParameter("customer", str, description="Whose coupon, for a generic code held by many")
+
+
+class CouponDetailView(KeyedView):
+    @extend_schema(parameters=[CUSTOMER_PARAM], responses={200: CouponSerializer, **ERRORS}, summary="One coupon by code", operation_id="coupons_retrieve")
+    def get(self, request, code):
+        customer = Customer.objects.filter(external_id=request.query_params.get("customer", "")).first()
+        try:
+            coupon = services.coupon_for_key(request.user, code, customer)
+        except CouponActionError as exc:
+            raise refused(exc) from None
+        return Response(CouponSerializer(coupon).data)
+
+
+class CouponValidateView(KeyedView):
+    @extend_schema(request=BasketSerializer, responses={200: ValidationResultSerializer, **ERRORS},
+                   summary="Can the coupon be used on this basket? Every reason if not, and the discount", operation_id="coupons_validate")
+    def post(self, request, code):
+        basket = BasketSerializer(data=request.data)
+        basket.is_valid(raise_exception=True)
+        try:
+            result = services.coupon_validate(api_key=request.user, code=code, basket=basket.validated_data)
+        except CouponActionError as exc:
+            raise refused(exc) from None
+        return Response({
+            "valid": result.valid,
+            "reasons": [{"code": code_, "message": message} for code_, message in result.reasons],
+            "discount": str(result.discount),
+            "free_shipping": result.free_shipping,
+            "coupon": CouponSerializer(result.coupon).data,
+        })
+
+
+# --- events and customers -----------------------------------------------------------------
+
+
+class EventView(KeyedView):
+    @extend_schema(
+        request=EventSerializer,
+        responses={200: inline_serializer("EventAccepted", {
+            "status": serializers.CharField(default="ok"), "action": serializers.CharField(),
+            "auto_redeem": serializers.BooleanField(allow_null=True), "coupons": EventResultSerializer(many=True),
+        }), **ERRORS},
+        summary="Record a coupon_redeem or checkout event", operation_id="events_create",
+    )
+    def post(self, request):
+        serializer = EventSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            outcome = services.event_record(
+                api_key=request.user, customer_id=data["customer"], action=data["action"], data=data["data"]
+            )
+        except CouponActionError as exc:
+            raise refused(exc) from None
+        return Response({
+            "status": "ok",
+            "action": outcome.action,
+            "auto_redeem": outcome.auto_redeem,
+            "coupons": [
+                {"code": r.code, "result": r.result, **({"message": r.message} if r.message else {}),
+                 **({"coupon": CouponSerializer(r.coupon).data} if r.coupon else {})}
+                for r in outcome.results
+            ],
+        })
+
+
+class CustomerView(KeyedView):
+    @extend_schema(request=CustomerSerializer, responses={200: CustomerSerializer, 201: CustomerSerializer, **ERRORS},
+                   summary="Create or update a customer", operation_id="customers_put")
+    def put(self, request, customer_id):
+        serializer = CustomerSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        if not customer_id.strip() or len(customer_id) > 128:
+            raise ApiError("A customer ID has 1 to 128 characters.", code="invalid", type="validation_error")
+        data = serializer.validated_data
+        try:
+            customer, created = services.customer_put(
+                external_id=customer_id, email=data.get("email"), currency=data.get("currency")
+            )
+        except CouponActionError as exc:
+            raise refused(exc) from None
+        return Response(CustomerSerializer(customer).data, status=201 if created else 200)
+
+
+# --- bulk operations ------------------------------------------------------------------------
+
+
+class BulkOperationView(KeyedView):
+    @extend_schema(
+        request=BulkRequestSerializer, responses={202: BulkStatusSerializer, **ERRORS},
+        summary="Queue a bulk add, assign or unassign of up to 50,000 coupons", operation_id="bulk_create",
+    )
+    def post(self, request, pool_id, action):
+        if action not in BulkOperation.Action.values:
+            raise ApiError(f"Unknown bulk action {action!r}; use add, assign or unassign.", code="not_found",
+                           type="not_found", status_code=404)
+        pool = self.pool_or_404(str(pool_id))
+        serializer = BulkRequestSerializer(data=request.data, context={"action": action})
+        serializer.is_valid(raise_exception=True)
+        try:
+            with transaction.atomic():
+                operation = services.bulk_start(
+                    api_key=request.user, pool=pool, action=action, items=serializer.validated_data["coupons"]
+                )
+        except CouponActionError as exc:
+            raise refused(exc) from None
+        return Response(BulkStatusSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
+
+
+class BulkStatusView(KeyedView):
+    def operation_or_404(self, batch_id: int) -> BulkOperation:
+        operation = BulkOperation.objects.filter(
+            pk=batch_id, pool__in=services.pools_for_key(self.request.user)
+        ).first()
+        if operation is None:
+            raise ApiError(f"No bulk operation #{batch_id}.", code="not_found", type="not_found", status_code=404)
+        return operation
+
+    @extend_schema(responses={200: BulkStatusSerializer, **ERRORS}, summary="A bulk operation's progress", operation_id="bulk_status")
+    def get(self, request, batch_id):
+        return Response(BulkStatusSerializer(self.operation_or_404(batch_id)).data)
+
+
+class BulkErrorsView(BulkStatusView):
+    @extend_schema(responses={200: BulkErrorSerializer(many=True), **ERRORS}, summary="The items a bulk operation refused", operation_id="bulk_errors")
+    def get(self, request, batch_id):
+        operation = self.operation_or_404(batch_id)
+        return Response(BulkErrorSerializer(operation.errors.all()[:50_000], many=True).data)
+
+

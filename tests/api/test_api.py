@@ -1,0 +1,363 @@
+"""Every endpoint of the JSON API, success and error paths, through Django's test client."""
+
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from api.models import ApiKey, BulkOperation
+from api.services import api_key_create, api_key_revoke, bulk_run
+from coupons.models import Coupon, CouponStatus, Customer, CustomerEvent
+from pools.models import CouponPool, ModuleSettings, PoolSource, Product, Store
+from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, GroupFactory, PoolFactory
+
+pytestmark = pytest.mark.django_db
+S = CouponStatus
+
+
+def client_for(key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    return client
+
+
+@pytest.fixture
+def api():
+    _, key = api_key_create(name="Web shop")
+    return client_for(key)
+
+
+def error(response) -> dict:
+    body = response.json()
+    assert body["status"] == "error", body
+    assert set(body["error"]) >= {"type", "code", "message"}
+    return body["error"]
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+class TestKeys:
+    def test_no_key_a_wrong_key_and_a_revoked_key_are_refused(self):
+        pool = PoolFactory()
+        assert error(APIClient().get("/api/v1/coupon-pools"))["code"] == "api_key_required"
+        assert APIClient().get("/api/v1/coupon-pools").status_code == 401
+        assert error(client_for("deadbeef.nope").get("/api/v1/coupon-pools"))["code"] == "invalid_api_key"
+        bad_scheme = APIClient()
+        bad_scheme.credentials(HTTP_AUTHORIZATION="Bearer x")
+        assert "Api-Key" in error(bad_scheme.get(f"/api/v1/coupon-pools/{pool.pk}"))["message"]
+        api_key, key = api_key_create(name="Old")
+        assert client_for(key).get("/api/v1/coupon-pools").status_code == 200
+        api_key_revoke(api_key=api_key)
+        response = client_for(key).get("/api/v1/coupon-pools")
+        assert response.status_code == 401 and "revoked" in error(response)["message"]
+
+    def test_keys_are_stored_hashed_and_record_their_last_use(self):
+        api_key, key = api_key_create(name="Shop")
+        assert key.startswith(api_key.prefix + ".") and key not in api_key.key_hash and len(api_key.key_hash) == 64
+        assert api_key.last_used_at is None
+        client_for(key).get("/api/v1/coupon-pools")
+        api_key.refresh_from_db()
+        assert api_key.last_used_at is not None
+
+    def test_a_key_limited_to_a_group_sees_only_that_groups_pools(self):
+        team, other = GroupFactory(name="Team A"), GroupFactory(name="Team B")
+        mine, theirs, open_pool = PoolFactory(user_group=team), PoolFactory(user_group=other), PoolFactory()
+        _, key = api_key_create(name="Team A shop", groups=[team])
+        api = client_for(key)
+        assert [p["id"] for p in api.get("/api/v1/coupon-pools").json()] == [mine.pk]
+        assert api.get(f"/api/v1/coupon-pools/{theirs.pk}").status_code == 404
+        assert api.post(f"/api/v1/coupon-pools/{open_pool.pk}/claim", {"customer": "c1"}, format="json").status_code == 404
+        created = api.post("/api/v1/coupon-pools", {"name": "New", "source": "uploaded", "type": "amount", "value": "5"}, format="json")
+        assert created.status_code == 201 and created.json()["user_group"] == "Team A"
+        refused = api.post("/api/v1/coupon-pools", {"name": "X", "source": "uploaded", "type": "amount", "value": "5",
+                                                    "user_group": "Team B"}, format="json")
+        assert refused.status_code == 400 and "own user groups" in error(refused)["message"]
+
+    def test_create_api_key_command_prints_the_key_alone_on_the_last_line(self, capsys):
+        GroupFactory(name="Partners")
+        call_command("create_api_key", "Loyalty engine", "--group", "Partners")
+        key = capsys.readouterr().out.strip().splitlines()[-1]
+        api_key = ApiKey.objects.get(name="Loyalty engine")
+        assert key.startswith(api_key.prefix + ".") and [g.name for g in api_key.groups.all()] == ["Partners"]
+        assert client_for(key).get("/api/v1/coupon-pools").status_code == 200
+
+
+# --- pools ----------------------------------------------------------------------------------
+
+
+class TestPools:
+    def test_create_list_and_detail_by_id_or_external_id(self, api):
+        Store.objects.create(name="Main street", external_id="STORE-1")
+        Product.objects.create(name="Shoes", sku="SKU-1")
+        response = api.post("/api/v1/coupon-pools", {
+            "name": "Spring", "external_id": "SPRING-2026", "source": "bulk", "pattern": "SP-$$$$$$$$",
+            "type": "percentage", "value": "15", "stores": ["STORE-1"], "products": ["SKU-1"],
+            "expiration_period_count": 30, "expiration_period_unit": "day", "callback_api_key": "",
+        }, format="json")
+        assert response.status_code == 201, response.json()
+        body = response.json()
+        assert body["type"] == "percentage" and body["value"] == "15.00" and body["stores"] == ["STORE-1"]
+        assert "callback_api_key" not in body
+        assert api.get(f"/api/v1/coupon-pools/{body['id']}").json()["external_id"] == "SPRING-2026"
+        assert api.get("/api/v1/coupon-pools/SPRING-2026").json()["id"] == body["id"]
+        assert [p["name"] for p in api.get("/api/v1/coupon-pools").json()] == ["Spring"]
+
+    def test_create_refuses_what_the_pool_rules_refuse(self, api):
+        response = api.post("/api/v1/coupon-pools", {"name": "Bad", "source": "bulk", "type": "amount", "value": "5"}, format="json")
+        assert response.status_code == 400
+        assert error(response)["type"] == "validation_error" and "pattern" in error(response)["details"]
+        unknown = api.post("/api/v1/coupon-pools", {"name": "Bad", "source": "uploaded", "type": "amount", "value": "5",
+                                                    "stores": ["NOPE"]}, format="json")
+        assert unknown.status_code == 400 and "stores" in error(unknown)["message"]
+        assert CouponPool.objects.count() == 0
+        assert error(api.get("/api/v1/coupon-pools/NOPE-POOL"))["code"] == "pool_not_found"
+
+    def test_update_with_update_method_moves_existing_coupons(self, api):
+        pool = PoolFactory(value="10.00", external_id="UPD-POOL-1")
+        unassigned = CouponFactory(pool=pool)
+        claimed = CouponFactory(pool=pool, status=S.CLAIMED, customer=CustomerFactory())
+        response = api.post("/api/v1/coupon-pools/UPD-POOL-1/update", {"value": "12.50", "update_method": "update_unassigned"}, format="json")
+        assert response.status_code == 200, response.json()
+        assert response.json()["pool"]["value"] == "12.50" and response.json()["coupons_updated"] == 1
+        unassigned.refresh_from_db(), claimed.refresh_from_db()
+        assert unassigned.effective_terms.value == Decimal("12.50") and claimed.effective_terms.value == Decimal("10.00")
+        bad = api.post("/api/v1/coupon-pools/UPD-POOL-1/update", {"update_method": "sometimes"}, format="json")
+        assert bad.status_code == 400 and "update_method" in error(bad)["message"]
+
+
+# --- claim ------------------------------------------------------------------------------------
+
+
+class TestClaim:
+    def test_claim_issues_the_next_coupon_and_creates_a_new_customer(self, api):
+        pool = PoolFactory()
+        first, second = CouponFactory(pool=pool, code="CL-1"), CouponFactory(pool=pool, code="CL-2")
+        response = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "new-member", "email": "n@example.com"}, format="json")
+        assert response.status_code == 201
+        body = response.json()
+        assert (body["code"], body["status"], body["customer"], body["claims"]) == ("CL-1", "claimed", "new-member", 1)
+        assert Customer.objects.get(external_id="new-member").email == "n@example.com"
+        event = CustomerEvent.objects.get(coupon=first)
+        assert (event.action, event.actor_kind, event.actor_label) == ("coupon_claim", "api_key", "API key Web shop")
+        del second
+
+    def test_an_empty_pool_and_a_bad_body_are_clear_errors(self, api):
+        pool = PoolFactory(name="Empty")
+        response = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "c"}, format="json")
+        assert response.status_code == 409 and error(response)["code"] == "pool_empty"
+        assert "no unassigned coupons left" in error(response)["message"]
+        missing = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {}, format="json")
+        assert missing.status_code == 400 and error(missing)["message"].startswith("customer:")
+        garbage = api.generic("POST", f"/api/v1/coupon-pools/{pool.pk}/claim", "{not json", content_type="application/json")
+        assert garbage.status_code == 400 and error(garbage)["code"] == "malformed_json"
+
+    def test_a_generated_pool_makes_a_code_per_claim(self, api):
+        pool = PoolFactory(source=PoolSource.GENERATED, pattern="GEN-######")
+        codes = {api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": f"c{n}"}, format="json").json()["code"] for n in range(3)}
+        assert len(codes) == 3 and all(code.startswith("GEN-") for code in codes)
+
+
+# --- coupons ------------------------------------------------------------------------------------
+
+
+class TestCoupons:
+    def test_query_by_code_status_and_customer_with_cursor_pages(self, api):
+        pool = PoolFactory(external_id="QUERY-POOL")
+        anna = CustomerFactory(external_id="anna")
+        for n in range(5):
+            CouponFactory(pool=pool, code=f"Q-{n}", status=S.CLAIMED if n % 2 else S.UNASSIGNED, customer=anna if n % 2 else None)
+        page = api.get("/api/v1/coupons", {"limit": 2}).json()
+        assert [c["code"] for c in page["results"]] == ["Q-4", "Q-3"] and page["next"]
+        rest = api.get(page["next"]).json()
+        assert [c["code"] for c in rest["results"]] == ["Q-2", "Q-1"]
+        assert [c["code"] for c in api.get("/api/v1/coupons", {"code": "Q-3"}).json()["results"]] == ["Q-3"]
+        assert [c["code"] for c in api.get("/api/v1/coupons", {"status": "claimed", "customer": "anna"}).json()["results"]] == ["Q-3", "Q-1"]
+        assert len(api.get("/api/v1/coupons", {"pool": "QUERY-POOL"}).json()["results"]) == 5
+        bad = api.get("/api/v1/coupons", {"status": "lost"})
+        assert bad.status_code == 400 and "Unknown status" in error(bad)["message"]
+
+    def test_one_coupon_by_code(self, api):
+        coupon = CouponFactory(code="ONE-1")
+        body = api.get("/api/v1/coupons/ONE-1").json()
+        assert (body["id"], body["status"], body["pool"]) == (coupon.pk, "unassigned", coupon.pool_id)
+        missing = api.get("/api/v1/coupons/NOPE-1")
+        assert missing.status_code == 404 and error(missing)["code"] == "coupon_not_found"
+
+
+# --- events ----------------------------------------------------------------------------------------
+
+
+class TestEvents:
+    def test_coupon_redeem_of_a_claimed_coupon(self, api):
+        anna = CustomerFactory(external_id="anna")
+        coupon = CouponFactory(code="RD-1", status=S.CLAIMED, customer=anna)
+        response = api.post("/api/v1/events", {"customer": "anna", "action": "coupon_redeem", "data": {"code": "RD-1"}}, format="json")
+        assert response.status_code == 200, response.json()
+        assert response.json()["coupons"][0]["coupon"]["status"] == "redeemed"
+        coupon.refresh_from_db()
+        assert (coupon.status, coupon.usages) == (S.REDEEMED, 1)
+        again = api.post("/api/v1/events", {"customer": "anna", "action": "coupon_redeem", "data": {"code": "RD-1"}}, format="json")
+        assert again.status_code == 409 and "redeemed" in error(again)["message"]
+
+    def test_an_unassigned_uploaded_coupon_is_assigned_when_redeemed(self, api):
+        coupon = CouponFactory(code="UP-1")
+        response = api.post("/api/v1/events", {"customer": "walk-in", "action": "coupon_redeem", "data": {"code": "UP-1"}}, format="json")
+        assert response.status_code == 200
+        coupon.refresh_from_db()
+        assert (coupon.status, coupon.customer.external_id) == (S.REDEEMED, "walk-in")
+
+    def test_gift_card_amounts(self, api):
+        pool = GiftCardPoolFactory(value="100.00", currency="EUR")
+        eve = CustomerFactory(external_id="eve", currency="EUR")
+        card = CouponFactory(pool=pool, code="GC-1", status=S.CLAIMED, customer=eve)
+        response = api.post("/api/v1/events", {"customer": "eve", "action": "coupon_redeem", "data": {"code": "GC-1", "amount": "30.00"}}, format="json")
+        assert response.json()["coupons"][0]["coupon"]["balance"] == "70.00"
+        too_much = api.post("/api/v1/events", {"customer": "eve", "action": "coupon_redeem", "data": {"code": "GC-1", "amount": "80.00"}}, format="json")
+        assert too_much.status_code == 409
+        card.refresh_from_db()
+        assert card.balance == Decimal("70.00") and card.status == S.PARTIALLY_REDEEMED
+        negative = api.post("/api/v1/events", {"customer": "eve", "action": "coupon_redeem", "data": {"code": "GC-1", "amount": "-5"}}, format="json")
+        assert negative.status_code == 400
+
+    def test_checkout_redeems_only_when_auto_redeem_is_on(self, api):
+        anna = CustomerFactory(external_id="anna")
+        coupon = CouponFactory(code="CO-1", status=S.CLAIMED, customer=anna)
+        event = {"customer": "anna", "action": "checkout", "data": {"total": "50.00", "coupons": ["CO-1", "NOPE-9"]}}
+        off = api.post("/api/v1/events", event, format="json").json()
+        assert off["auto_redeem"] is False and {r["result"] for r in off["coupons"]} == {"not_processed"}
+        coupon.refresh_from_db()
+        assert coupon.status == S.CLAIMED
+        ModuleSettings.objects.update_or_create(pk=1, defaults={"auto_redeem": True})
+        on = api.post("/api/v1/events", event, format="json").json()
+        assert [(r["code"], r["result"]) for r in on["coupons"]] == [("CO-1", "redeemed"), ("NOPE-9", "refused")]
+        coupon.refresh_from_db()
+        assert coupon.status == S.REDEEMED
+
+    def test_bad_events_are_validation_errors(self, api):
+        assert error(api.post("/api/v1/events", {"customer": "a", "action": "party", "data": {}}, format="json"))["type"] == "validation_error"
+        assert "data.code" in error(api.post("/api/v1/events", {"customer": "a", "action": "coupon_redeem", "data": {}}, format="json"))["message"]
+        assert "data.total" in error(api.post("/api/v1/events", {"customer": "a", "action": "checkout", "data": {}}, format="json"))["message"]
+
+
+# --- customers -------------------------------------------------------------------------------------
+
+
+def test_put_customer_creates_then_updates(api):
+    created = api.put("/api/v1/customers/member-7", {"email": "m7@example.com", "currency": "eur"}, format="json")
+    assert created.status_code == 201 and created.json() == {
+        "id": "member-7", "email": "m7@example.com", "currency": "EUR", "created_at": created.json()["created_at"]}
+    updated = api.put("/api/v1/customers/member-7", {"currency": "USD"}, format="json")
+    assert updated.status_code == 200 and updated.json()["email"] == "m7@example.com" and updated.json()["currency"] == "USD"
+    bad = api.put("/api/v1/customers/member-7", {"currency": "XXQ"}, format="json")
+    assert bad.status_code == 400 and error(bad)["message"].startswith("currency:")
+
+
+# --- bulk operations ----------------------------------------------------------------------------------
+
+
+class TestBulk:
+    def test_add_assign_unassign_with_status_and_errors(self, api, django_capture_on_commit_callbacks):
+        pool, other = PoolFactory(), PoolFactory()
+        CouponFactory(pool=other, code="TAKEN")
+        with django_capture_on_commit_callbacks() as callbacks:
+            response = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/add",
+                                {"coupons": ["B-1", "B-2", {"code": "B-3"}, "TAKEN", "B-1"]}, format="json")
+        assert response.status_code == 202 and response.json()["status"] == "queued" and len(callbacks) == 1
+        operation_id = response.json()["id"]
+        bulk_run(operation_id=operation_id)  # what the worker runs
+        status = api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status").json()
+        assert (status["status"], status["total"], status["succeeded"], status["failed"]) == ("done", 5, 3, 2)
+        errors = api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status/error").json()
+        assert [(e["index"], e["code"], e["error_code"]) for e in errors] == [(3, "TAKEN", "code_exists"), (4, "B-1", "duplicate_in_request")]
+
+        assign = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/assign",
+                          {"coupons": [{"code": "B-1", "customer": "anna"}, {"code": "NOPE", "customer": "anna"}]}, format="json")
+        bulk_run(operation_id=assign.json()["id"])
+        assert Coupon.objects.get(code="B-1").customer.external_id == "anna"
+        assert api.get(f"/api/v1/bulk-operation/coupons/{assign.json()['id']}/status/error").json()[0]["error_code"] == "coupon_not_found"
+
+        unassign = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/unassign", {"coupons": ["B-1", "B-2"]}, format="json")
+        bulk_run(operation_id=unassign.json()["id"])
+        assert Coupon.objects.get(code="B-1").status == S.UNASSIGNED
+        unassign_errors = api.get(f"/api/v1/bulk-operation/coupons/{unassign.json()['id']}/status/error").json()
+        assert [(e["code"], e["error_code"]) for e in unassign_errors] == [("B-2", "status_unassigned")]
+
+    def test_bad_bulk_requests(self, api):
+        pool = PoolFactory()
+        assert api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/explode", {"coupons": ["X"]}, format="json").status_code == 404
+        assert "needs a customer" in error(api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/assign", {"coupons": ["X"]}, format="json"))["message"]
+        too_many = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/unassign", {"coupons": ["X"] * 50_001}, format="json")
+        assert too_many.status_code == 400 and "50000" in error(too_many)["message"]
+        bulk_pool = PoolFactory(source=PoolSource.BULK, pattern="BK-$$$$$$$$")
+        refused = api.post(f"/api/v1/bulk-operation/coupons/{bulk_pool.pk}/add", {"coupons": ["X"]}, format="json")
+        assert refused.status_code == 409 and error(refused)["code"] == "pool_not_uploaded"
+        assert BulkOperation.objects.count() == 0
+        assert api.get("/api/v1/bulk-operation/coupons/999999/status").status_code == 404
+
+
+# --- validate ---------------------------------------------------------------------------------------
+
+
+class TestValidate:
+    def test_a_usable_coupon_and_its_discount(self, api):
+        pool = PoolFactory(coupon_type="percentage", value="20.00", purchase_minimum="30.00")
+        CouponFactory(pool=pool, code="V-1", status=S.CLAIMED, customer=CustomerFactory(external_id="anna"))
+        body = api.post("/api/v1/coupons/V-1/validate", {"customer": "anna", "total": "80.00"}, format="json").json()
+        assert (body["valid"], body["reasons"], body["discount"]) == (True, [], "16.00")
+
+    def test_every_reason_at_once(self, api):
+        store = Store.objects.create(name="Main", external_id="STORE-1")
+        product = Product.objects.create(name="Shoes", sku="SKU-1")
+        pool = GiftCardPoolFactory(value="50.00", currency="EUR", purchase_minimum="30.00", stores=[store], products=[product])
+        from django.utils import timezone
+
+        CouponFactory(pool=pool, code="V-2", status=S.REDEEMED, customer=CustomerFactory(external_id="ben"),
+                      expires_at=timezone.now() - timezone.timedelta(days=1))
+        body = api.post("/api/v1/coupons/V-2/validate", {"customer": "anna", "total": "10.00", "currency": "USD",
+                                                          "store": "STORE-9", "products": ["SKU-9"]}, format="json").json()
+        assert body["valid"] is False and body["discount"] == "0.00"
+        assert [r["code"] for r in body["reasons"]] == ["status", "expired", "customer", "purchase_minimum", "store", "products", "currency"]
+
+    def test_unknown_code_and_bad_basket(self, api):
+        assert api.post("/api/v1/coupons/NOPE/validate", {"total": "1"}, format="json").status_code == 404
+        CouponFactory(code="V-3")
+        assert error(api.post("/api/v1/coupons/V-3/validate", {}, format="json"))["message"].startswith("total:")
+
+
+def test_schema_and_docs_are_served():
+    schema = APIClient().get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/v1/coupon-pools/{reference}/claim" in schema.content
+    docs = APIClient().get("/api/docs/")
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content and b"cdn" not in docs.content.lower()
+
+
+class TestKeysPage:
+    def test_administrators_create_a_key_shown_once_and_revoke_it(self, admin_client_):
+        GroupFactory(name="Partners")
+        page = admin_client_.get("/settings/api-keys/")
+        assert page.status_code == 200 and "No API keys yet." in page.content.decode()
+        from django.contrib.auth.models import Group
+
+        created = admin_client_.post("/settings/api-keys/", {"name": "Kiosk", "groups": [Group.objects.get(name="Partners").pk]})
+        key = created.context["new_key"][1]
+        assert key in created.content.decode() and "never shown again" in created.content.decode()
+        assert key not in admin_client_.get("/settings/api-keys/").content.decode()
+        api_key = ApiKey.objects.get(name="Kiosk")
+        assert [g.name for g in api_key.groups.all()] == ["Partners"]
+        assert client_for(key).get("/api/v1/coupon-pools").status_code == 200
+        admin_client_.post("/settings/api-keys/", {"revoke": api_key.pk})
+        assert client_for(key).get("/api/v1/coupon-pools").status_code == 401
+        assert "Revoked" in admin_client_.get("/settings/api-keys/").content.decode()
+
+    def test_managers_without_the_permission_cannot_see_keys(self, manager_client):
+        assert manager_client.get("/settings/api-keys/").status_code == 403
+        assert "API keys" not in manager_client.get("/pools/").content.decode()
+
+    def test_the_admin_creates_a_key_and_shows_it_once(self, admin_client_):
+        response = admin_client_.post("/admin/api/apikey/add/", {"name": "Admin made"}, follow=True)
+        api_key = ApiKey.objects.get(name="Admin made")
+        message = next(str(m) for m in response.context["messages"] if "new API key" in str(m))
+        key = message.split("The new API key is ")[1].split(" ")[0]
+        assert key.startswith(api_key.prefix + ".") and client_for(key).get("/api/v1/coupon-pools").status_code == 200

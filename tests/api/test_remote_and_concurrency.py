@@ -1,0 +1,185 @@
+"""Remote pools through the API against a real local HTTP server, and parallel claims
+over real HTTP against a running server."""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from rest_framework.test import APIClient
+
+from api.services import api_key_create
+from coupons.models import Coupon, CouponStatus, CustomerEvent
+from pools.models import PoolSource
+from tests.factories import CouponFactory, PoolFactory
+
+
+class RemoteShop(BaseHTTPRequestHandler):
+    """The remote system: /good answers a new code per request, the others misbehave."""
+
+    counter = 0
+    received: list = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        RemoteShop.received.append(body)
+        if self.path == "/good":
+            RemoteShop.counter += 1
+            self._answer(200, json.dumps({"code": f"  REMOTE-{RemoteShop.counter:04d} "}))
+        elif self.path == "/slow":
+            time.sleep(1.5)
+            self._answer(200, json.dumps({"code": "TOO-LATE"}))
+        elif self.path == "/error":
+            self._answer(500, "boom")
+        elif self.path == "/garbage":
+            self._answer(200, "<html>not json</html>")
+        elif self.path == "/duplicate":
+            self._answer(200, json.dumps({"code": "ALREADY-THERE"}))
+        else:
+            self._answer(404, "{}")
+
+    def _answer(self, status, text):
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def remote():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RemoteShop)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    RemoteShop.received = []
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def api(db):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(name='Shop')[1]}")
+    return client
+
+
+@pytest.fixture
+def callbacks(settings):
+    settings.COUPON_CALLBACK_ALLOW_LOOPBACK = True
+    settings.COUPON_CALLBACK_READ_TIMEOUT = 0.5
+    settings.COUPON_CALLBACK_CONNECT_TIMEOUT = 0.5
+
+
+def remote_pool(url, **extra):
+    return PoolFactory(source=PoolSource.REMOTE, callback_url=url, callback_api_key="remote-secret",
+                       coupon_type="percentage", value="20.00", **extra)
+
+
+@pytest.mark.django_db
+class TestRemotePools:
+    def test_the_remote_code_becomes_a_coupon_claimed_by_the_customer(self, api, remote, callbacks):
+        pool = remote_pool(f"{remote}/good")
+        response = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "anna"}, format="json")
+        assert response.status_code == 201, response.json()
+        body = response.json()
+        assert (body["code"], body["status"], body["customer"]) == ("REMOTE-0001", "claimed", "anna")
+        assert RemoteShop.received == [{"api_key": "remote-secret", "customer": "anna", "type": "percentage",
+                                        "value": "20.00", "coupon_percentage": "20.00"}]
+        coupon = Coupon.objects.get(code="REMOTE-0001")
+        assert coupon.pool == pool and CustomerEvent.objects.filter(coupon=coupon, action="coupon_claim").exists()
+
+    @pytest.mark.parametrize(
+        "path,code,words",
+        [
+            ("/slow", "remote_timeout", "did not answer"),
+            ("/error", "remote_status", "500"),
+            ("/garbage", "remote_not_json", "JSON"),
+            ("/duplicate", "remote_duplicate", "exists already"),
+        ],
+        ids=["slow answer", "500", "garbage", "duplicate"],
+    )
+    def test_a_failing_remote_system_is_a_clear_error_and_creates_nothing(self, api, remote, callbacks, path, code, words):
+        CouponFactory(code="ALREADY-THERE")
+        pool = remote_pool(f"{remote}{path}")
+        response = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "ben"}, format="json")
+        error = response.json()["error"]
+        assert response.status_code == 502 and error["type"] == "remote_error" and error["code"] == code
+        assert words.lower() in error["message"].lower()
+        assert Coupon.objects.filter(pool=pool).count() == 0
+        assert not CustomerEvent.objects.filter(pool=pool).exists()
+
+    def test_callback_urls_to_internal_addresses_are_refused(self, api, remote, settings):
+        settings.COUPON_CALLBACK_ALLOW_LOOPBACK = False
+        pool = remote_pool(f"{remote}/good")
+        response = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "eve"}, format="json")
+        assert response.status_code == 502 and response.json()["error"]["code"] == "remote_refused_address"
+        assert RemoteShop.received == [] and Coupon.objects.count() == 0
+
+
+@pytest.fixture
+def gunicorn_server(transactional_db):
+    """gunicorn (the production server) on the test database, on a free port."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "couponsite.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", "4", "--threads", "8", "--worker-class", "gthread", "--log-level", "warning"],
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"{url}/api/v1/coupon-pools", timeout=5)  # 401 when up
+            break
+        except requests.RequestException:
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_fifty_parallel_claims_over_http_never_give_one_coupon_twice(gunicorn_server):
+    pool = PoolFactory(name="Rush")
+    for n in range(40):
+        CouponFactory(pool=pool, code=f"RUSH-{n:02d}")
+    key = api_key_create(name="Rush shop")[1]
+    url = f"{gunicorn_server}/api/v1/coupon-pools/{pool.pk}/claim"
+    barrier = threading.Barrier(50)
+
+    def claim(n):
+        barrier.wait()
+        response = requests.post(url, json={"customer": f"rush-{n}"}, headers={"Authorization": f"Api-Key {key}"}, timeout=60)
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=50) as executor:
+        results = list(executor.map(claim, range(50)))
+    issued = [body["code"] for status, body in results if status == 201]
+    refused = [body["error"]["code"] for status, body in results if status != 201]
+    assert len(issued) == 40 and len(set(issued)) == 40
+    assert refused == ["pool_empty"] * 10
+    claimed = Coupon.objects.filter(pool=pool, status=CouponStatus.CLAIMED)
+    assert claimed.count() == 40 and claimed.values("customer").distinct().count() == 40
+    assert CustomerEvent.objects.filter(pool=pool, action="coupon_claim").count() == 40
