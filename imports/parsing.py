@@ -29,7 +29,11 @@ ENCODINGS = {
     "latin-1": ("latin-1", "Latin-1 (ISO-8859-1)"),
 }
 SNIFF_BYTES = 64 * 1024
-csv.field_size_limit(1024 * 1024)  # a longer cell is a broken file, not a coupon
+MAX_LINE = 100_000  # characters: a longer line is a broken file, not a row of coupons
+csv.field_size_limit(MAX_LINE)
+# A header cell that names the code column in other words.
+CODE_HEADERS = {"code", "codes", "coupon", "coupons", "coupon code", "coupon_code", "voucher", "voucher code",
+                "promo code", "promo_code"}
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Field:
 FIELDS = (
     Field("code", True, f"The coupon code, at most {MAX_CODE_LENGTH} characters; spaces around it are trimmed."),
     Field("customer", False, "A customer ID: the coupon is imported as claimed by that customer."),
-    Field("expires_at", False, "Expiration date, like 2026-12-31 or 2026-12-31T23:59:00+01:00 (claimed coupons)."),
+    Field("expires_at", False, "Expiration date, like 2030-12-31 or 2030-12-31T23:59:00+01:00, for rows with a customer."),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 
@@ -94,7 +98,7 @@ def sniff(head: bytes, encoding: str = "utf-8") -> Options:
     first = next(csv.reader([lines[0]], delimiter=delimiter)) if lines else []
     # A header names a field; a file of several columns may have other titles (then the
     # configure step says there is no code column). A plain list of codes has none.
-    has_header = any(cell.strip().lower() in FIELD_NAMES for cell in first)
+    has_header = any(cell.strip().lower() in FIELD_NAMES or cell.strip().lower() in CODE_HEADERS for cell in first)
     if not has_header and len(first) > 1 and len(lines) > 1:
         try:
             has_header = csv.Sniffer().has_header(sample)
@@ -127,6 +131,30 @@ def _decode_problem(exc: UnicodeDecodeError, encoding: str) -> FileProblem:
     )
 
 
+class _BoundedLines:
+    """The lines of a text stream, refusing one longer than ``MAX_LINE`` characters:
+    the csv module would otherwise hold a whole line (a 1 GB file without a newline)
+    in memory before it could say the line is too long."""
+
+    def __init__(self, text: io.TextIOBase):
+        self.text, self.number = text, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = self.text.readline(MAX_LINE + 1)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) > MAX_LINE:
+            raise FileProblem(
+                f"Line {self.number:,} is longer than {MAX_LINE:,} characters: this is not a file of coupon codes "
+                "(or its line breaks are missing)."
+            )
+        return line
+
+
 def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | InvalidRow]:
     """Every data row of the file, as a Record or an InvalidRow; blank lines are skipped.
 
@@ -138,7 +166,7 @@ def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | 
     if options.delimiter not in DELIMITERS:
         raise FileProblem(f"Choose a delimiter: {', '.join(DELIMITERS.values())}.")
     text = io.TextIOWrapper(raw, encoding=_codec(options.encoding), errors="strict", newline="")
-    reader = csv.reader(text, delimiter=options.delimiter)
+    reader = csv.reader(_BoundedLines(text), delimiter=options.delimiter)
     mapping = options.mapping or {"code": 0}
     header_seen = not options.has_header
     data_rows = 0
@@ -156,7 +184,7 @@ def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | 
             data_rows += 1
             if code_only and code_at < len(cells):
                 code = cells[code_at].strip()
-                if code and len(code) <= MAX_CODE_LENGTH and not control(code):
+                if code and len(code) <= MAX_CODE_LENGTH and code[0] != "'" and not control(code):
                     yield Record(row_number, code)
                     continue
             yield _record(row_number, cells, mapping)
@@ -171,9 +199,13 @@ def read_records(raw: io.BufferedIOBase, options: Options) -> Iterator[Record | 
 
 
 def header_mapping(cells: list[str]) -> dict[str, int]:
-    """The columns a header row names (``code``, ``customer``, ``expires_at``)."""
+    """The columns a header row names (``code``, ``customer``, ``expires_at``; the code
+    column may also be called "Coupon code", "Voucher" and the like)."""
     names = [cell.strip().lower() for cell in cells]
-    return {name: names.index(name) for name in FIELD_NAMES if name in names}
+    mapping = {name: names.index(name) for name in FIELD_NAMES if name in names}
+    if "code" not in mapping:
+        mapping.update({"code": index for index, name in enumerate(names) if name in CODE_HEADERS})
+    return mapping
 
 
 def head_rows(raw: io.BufferedIOBase, options: Options, limit: int) -> list[list[str]]:
@@ -183,7 +215,7 @@ def head_rows(raw: io.BufferedIOBase, options: Options, limit: int) -> list[list
     text = io.TextIOWrapper(raw, encoding=_codec(options.encoding), errors="strict", newline="")
     rows = []
     try:
-        for cells in csv.reader(text, delimiter=options.delimiter):
+        for cells in csv.reader(_BoundedLines(text), delimiter=options.delimiter):
             if "".join(cells).strip():
                 rows.append(cells)
                 if len(rows) >= limit:
@@ -213,11 +245,11 @@ def _cell(cells: list[str], index: int | None) -> str:
 
 
 def _record(row: int, cells: list[str], mapping: dict[str, int]) -> Record | InvalidRow:
-    code = _cell(cells, mapping["code"])
+    code = _unescape(_cell(cells, mapping["code"]))
     reason = _code_problem(code)
     customer = expires_at = None
     if reason is None and "customer" in mapping:
-        customer = _cell(cells, mapping["customer"]) or None
+        customer = _unescape(_cell(cells, mapping["customer"])) or None
         reason = _customer_problem(customer)
     if reason is None and "expires_at" in mapping:
         try:
@@ -238,6 +270,12 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 def _control_character(text: str) -> str | None:
     found = _CONTROL.search(text)
     return f"U+{ord(found.group()):04X}" if found else None
+
+
+def _unescape(value: str) -> str:
+    """Undo the spreadsheet-formula escape of our own CSV downloads ("'=ABC" -> "=ABC"),
+    so a downloaded file of rejected rows can be imported again as it is."""
+    return value[1:] if len(value) > 1 and value[0] == "'" and value[1] in "=+-@" else value
 
 
 def _code_problem(code: str) -> str | None:
@@ -261,14 +299,23 @@ def _customer_problem(customer: str | None) -> str | None:
 
 
 def _parse_expiry(text: str) -> datetime.datetime | None:
-    """``YYYY-MM-DD`` (the end of that day, UTC) or an ISO 8601 date-time."""
+    """``YYYY-MM-DD`` (the end of that day, UTC) or an ISO 8601 date-time, in the future
+    and before 2200 (a later year cannot be stored in every time zone)."""
     if not text:
         return None
     try:
         if len(text) == 10:
             day = datetime.date.fromisoformat(text)
-            return datetime.datetime.combine(day, datetime.time(23, 59, 59), tzinfo=datetime.UTC)
-        moment = datetime.datetime.fromisoformat(text)
+            moment = datetime.datetime.combine(day, datetime.time(23, 59, 59), tzinfo=datetime.UTC)
+        else:
+            moment = datetime.datetime.fromisoformat(text)
+            moment = (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC)
+    except OverflowError:
+        moment = datetime.datetime.max.replace(tzinfo=datetime.UTC)  # beyond what can be stored
     except ValueError:
-        raise ValueError(f'The expiration date "{text[:40]}" is not a date like 2026-12-31.') from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+        raise ValueError(f'The expiration date "{text[:40]}" is not a date like 2030-12-31.') from None
+    if moment.year >= 2200:
+        raise ValueError(f'The expiration date "{text[:40]}" is too far away (before 2200, please).')
+    if moment <= datetime.datetime.now(datetime.UTC):
+        raise ValueError(f'The expiration date "{text[:40]}" is in the past.')
+    return moment

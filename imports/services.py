@@ -30,7 +30,8 @@ from itertools import islice
 
 from django.conf import settings
 from django.core.files.base import File
-from django.db import IntegrityError, connection, transaction
+import psycopg
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
@@ -59,6 +60,7 @@ CHUNK = settings.COUPON_IMPORT_CHUNK  # rows per committed chunk, in both phases
 STALE_AFTER = timedelta(minutes=2)
 QUEUED_TOO_LONG = timedelta(minutes=30)
 RAW_LIMIT = 1000  # characters kept of an invalid row's cells
+REJECTIONS_KEPT = 100_000  # rows kept of each kind not imported (invalid, repeated, existing)
 
 
 class ImportRefused(Exception):
@@ -163,9 +165,11 @@ def import_preview(job: ImportJob, options: Options) -> Preview:
     return Preview(columns=columns, header_mapping=named, rows=rows)
 
 
-def earlier_import_of_same_file(job: ImportJob) -> ImportJob | None:
+def earlier_import_of_same_file(job: ImportJob, among=None) -> ImportJob | None:
+    """A finished import of the same content (``among``: the imports the user may see)."""
+    among = ImportJob.objects.all() if among is None else among
     return (
-        ImportJob.objects.filter(sha256=job.sha256, status=ImportStatus.DONE)
+        among.filter(sha256=job.sha256, status=ImportStatus.DONE)
         .exclude(pk=job.pk).select_related("pool").order_by("-id").first()
     )
 
@@ -190,6 +194,7 @@ def import_start(*, job: ImportJob, pool: CouponPool, options: Options, user=Non
         job.delimiter, job.has_header, job.encoding = options.delimiter, options.has_header, options.encoding
         job.mapping = dict(options.mapping)
         job.status, job.phase, job.message = ImportStatus.QUEUED, ImportPhase.READING, ""
+        job.queued_at = timezone.now()
         job.bytes_read = job.rows_read = 0
         job.staged = False
         job.created_by = job.created_by or _user(user)
@@ -203,10 +208,13 @@ def import_start(*, job: ImportJob, pool: CouponPool, options: Options, user=Non
 def import_resume(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if not job.can_resume:
-            raise ImportRefused("Only an interrupted import can be resumed.")
-        job.status, job.message = ImportStatus.QUEUED, ""
-        job.save(update_fields=["status", "message"])
+        stale = job.status == ImportStatus.RUNNING and (
+            job.heartbeat_at is None or job.heartbeat_at < timezone.now() - STALE_AFTER
+        )
+        if not (job.can_resume or stale):
+            raise ImportRefused("Only an interrupted import (or one whose worker stopped) can be resumed.")
+        job.status, job.message, job.queued_at = ImportStatus.QUEUED, "", timezone.now()
+        job.save(update_fields=["status", "message", "queued_at"])
         if enqueue:
             _enqueue(job)
     return job
@@ -313,8 +321,12 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
             if _postgresql():
                 cursor.execute(f"CREATE INDEX {stage}_row ON {stage} (row)")
                 # One hash aggregate over the file's codes: about 100 bytes a row, in memory.
-                work_mem = min(max(64, job.rows_read // 10_000), 1024)
+                work_mem = min(max(64, job.rows_read // 10_000), 512)
                 cursor.execute(f"SET LOCAL work_mem = '{int(work_mem)}MB'")
+            # First what makes a row invalid whatever else is in the file (its customer),
+            # then repeated codes among the rows left: every later step sees the same rows,
+            # whichever run, chunk or look-ahead gets there first.
+            _mark_customer_problems(cursor, stage, job.pool)
             # Every row that repeats the code of an earlier valid row, with that row.
             cursor.execute(
                 f"UPDATE {stage} SET outcome = {int(RowOutcome.DUPLICATE_IN_FILE)}, "
@@ -323,11 +335,58 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
                 "GROUP BY code HAVING count(*) > 1) AS first "
                 f"WHERE {stage}.code = first.code AND {stage}.row <> first.row_number AND {stage}.outcome = 0"
             )
+            if job.pool.aggregated:
+                _mark_repeated_customers(cursor, stage)
         job.staged, job.phase, job.bytes_read = True, ImportPhase.IMPORTING, job.size
         job.heartbeat_at = timezone.now()
         job.save(update_fields=["staged", "phase", "bytes_read", "heartbeat_at"])
     progress(job)
     return job
+
+
+INVALID = int(RowOutcome.INVALID)
+
+
+def _mark_customer_problems(cursor, stage: str, pool: CouponPool) -> None:
+    """Rows naming a customer that does not exist, or one who cannot get this coupon."""
+    cursor.execute(
+        f"UPDATE {stage} SET outcome = {INVALID}, "
+        "reason = 'No customer has the ID \"' || customer || '\". Create the customer first, or leave the customer out.' "
+        f"WHERE outcome = 0 AND customer IS NOT NULL AND NOT EXISTS "
+        f"(SELECT 1 FROM coupons_customer cu WHERE cu.external_id = {stage}.customer)"
+    )
+    terms = pool.current_terms
+    if terms.is_gift_card and terms.currency:
+        cursor.execute(
+            f"UPDATE {stage} SET outcome = {INVALID}, "
+            f"reason = 'These gift cards are in {terms.currency}; customer \"' || customer || '\" has ' || "
+            "CASE WHEN cu.currency = '' THEN 'no currency' ELSE cu.currency END || '.' "
+            f"FROM coupons_customer cu WHERE {stage}.outcome = 0 AND cu.external_id = {stage}.customer "
+            "AND cu.currency <> %s",
+            [terms.currency],
+        )
+    if pool.aggregated:
+        cursor.execute(
+            f"UPDATE {stage} SET outcome = {INVALID}, "
+            "reason = 'Customer \"' || customer || '\" holds a coupon of this pool already; the pool gives one "
+            "coupon per customer.' "
+            f"WHERE outcome = 0 AND customer IS NOT NULL AND EXISTS (SELECT 1 FROM coupons_coupon c "
+            f"JOIN coupons_customer cu ON cu.id = c.customer_id WHERE cu.external_id = {stage}.customer "
+            "AND c.pool_id = %s AND c.status = %s)",
+            [pool.pk, int(CouponStatus.CLAIMED)],
+        )
+
+
+def _mark_repeated_customers(cursor, stage: str) -> None:
+    """Aggregated pools give one coupon per customer: a customer's later rows are invalid."""
+    cursor.execute(
+        f"UPDATE {stage} SET outcome = {INVALID}, "
+        "reason = 'Customer \"' || first.customer || '\" gets a coupon in row ' || first.row_number || "
+        "' already; the pool gives one coupon per customer.' "
+        f"FROM (SELECT customer, min(row) AS row_number FROM {stage} WHERE outcome = 0 AND customer IS NOT NULL "
+        "GROUP BY customer HAVING count(*) > 1) AS first "
+        f"WHERE {stage}.customer = first.customer AND {stage}.row <> first.row_number AND {stage}.outcome = 0"
+    )
 
 
 def _tell(raw) -> int:
@@ -484,7 +543,7 @@ class _LookAhead:
         return True
 
     def close(self) -> None:
-        self.executor.submit(connection.close)  # the thread's connection
+        self.executor.submit(lambda: connection.close())  # the probe thread's own connection
         self.executor.shutdown(wait=True)
 
 
@@ -503,22 +562,6 @@ def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int, probed:
         if _postgresql():
             # The chunk and the job's counters commit together; a crash loses both.
             cursor.execute("SET LOCAL synchronous_commit = off")
-        cursor.execute(
-            f"UPDATE {stage} SET outcome = {int(RowOutcome.INVALID)}, "
-            "reason = 'No customer has the ID \"' || customer || '\". Create the customer first, or leave the customer out.' "
-            f"WHERE {in_chunk} AND customer IS NOT NULL AND NOT EXISTS "
-            f"(SELECT 1 FROM coupons_customer cu WHERE cu.external_id = {stage}.customer)",
-            params,
-        )
-        if terms.is_gift_card and terms.currency:
-            cursor.execute(
-                f"UPDATE {stage} SET outcome = {int(RowOutcome.INVALID)}, "
-                f"reason = 'These gift cards are in {terms.currency}; customer \"' || customer || '\" has ' || "
-                "CASE WHEN cu.currency = '' THEN 'no currency' ELSE cu.currency END || '.' "
-                f"FROM coupons_customer cu WHERE {in_chunk} AND cu.external_id = {stage}.customer "
-                "AND cu.currency <> %(currency)s",
-                {**params, "currency": terms.currency},
-            )
         for attempt in range(20):
             if attempt or not probed:
                 _mark_existing(cursor, stage, params)
@@ -529,15 +572,29 @@ def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int, probed:
             except IntegrityError:
                 # A code committed meanwhile by a parallel import or batch: mark it, again.
                 log.info("Import %s: a code of rows %s-%s appeared meanwhile; retrying", job.pk, lower, upper)
+            except OperationalError as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                    raise
+                # A parallel import inserting some of the same codes in another order.
+                log.info("Import %s: deadlock on rows %s-%s; retrying", job.pk, lower, upper)
         else:
             raise IntegrityError("Codes keep appearing while importing; try again later.")
         _claim_events(cursor, stage, in_chunk, params, actor_user=job.created_by)
-        cursor.execute(
-            "INSERT INTO imports_importrejection (job_id, row, outcome, reason, code, customer, expires_at) "
-            f"SELECT %(job)s, row, outcome, reason, code, COALESCE(customer, ''), COALESCE(expires_text, '') "
-            f"FROM {stage} WHERE row > %(lower)s AND row <= %(upper)s AND outcome <> 0",
-            params,
-        )
+        # The rows not imported, up to REJECTIONS_KEPT of each kind (the counts stay exact):
+        # importing a file of millions twice must not store millions of "exists already".
+        kept = {RowOutcome.INVALID: job.invalid, RowOutcome.DUPLICATE_IN_FILE: job.duplicates_in_file,
+                RowOutcome.EXISTS: job.existing}
+        for outcome, so_far in kept.items():
+            room = REJECTIONS_KEPT - so_far
+            if room <= 0:
+                continue
+            cursor.execute(
+                "INSERT INTO imports_importrejection (job_id, row, outcome, reason, code, customer, expires_at) "
+                f"SELECT %(job)s, row, outcome, reason, code, COALESCE(customer, ''), COALESCE(expires_text, '') "
+                f"FROM {stage} WHERE row > %(lower)s AND row <= %(upper)s AND outcome = %(outcome)s "
+                "ORDER BY row LIMIT %(room)s",
+                {**params, "outcome": int(outcome), "room": room},
+            )
         cursor.execute(
             f"SELECT outcome, count(*) FROM {stage} WHERE row > %(lower)s AND row <= %(upper)s GROUP BY outcome",
             params,
@@ -609,18 +666,28 @@ def _finish(job: ImportJob, stage: str) -> ImportJob:
 
 
 def _summary(job: ImportJob) -> str:
-    if job.created == 0 and job.existing and job.existing + job.duplicates_in_file + job.invalid == job.rows_read:
-        return (
-            "Nothing was created: every code of the file exists already"
-            + (" (this file was imported before)." if earlier_import_of_same_file(job) else ".")
-        )
-    return f"{job.created:,} coupons created from {job.rows_read:,} rows."
+    if job.created:
+        return f"{job.created:,} coupons created from {job.rows_read:,} rows."
+    parts = [
+        f"{count:,} {what}" for count, what in (
+            (job.existing, "codes exist already"), (job.duplicates_in_file, "rows repeat an earlier row"),
+            (job.invalid, "rows are invalid"),
+        ) if count
+    ]
+    again = " This file was imported before." if job.existing and earlier_import_of_same_file(job) else ""
+    return f"Nothing was created: {', '.join(parts)}.{again}"
 
 
 def import_fail(*, job_id: int, error: str) -> None:
-    """The file cannot be imported: drop what was staged; nothing was created."""
+    """The file cannot be imported: drop what was staged; nothing was created.
+
+    (Should coupons exist already, the job is interrupted instead: it must never say
+    "nothing was imported" about a pool that holds some of its coupons.)"""
     job = ImportJob.objects.filter(pk=job_id).first()
     if job is None or job.status == ImportStatus.DONE:
+        return
+    if job.cursor:
+        import_interrupt(job_id=job_id, error=f"{error} Resume the import once this is fixed.")
         return
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_stage(job)}")
@@ -640,7 +707,7 @@ def import_mark_interrupted(*, now=None) -> int:
     now = now or timezone.now()
     stale = ImportJob.objects.filter(
         Q(status=ImportStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
-        | Q(status=ImportStatus.QUEUED, created_at__lt=now - QUEUED_TOO_LONG, started_at__isnull=True)
+        | Q(status=ImportStatus.QUEUED, queued_at__lt=now - QUEUED_TOO_LONG)
     )
     return stale.update(
         status=ImportStatus.INTERRUPTED,

@@ -18,6 +18,7 @@ from .models import ImportJob, ImportStatus, RowOutcome
 from .parsing import DELIMITERS, ENCODINGS, FIELDS, FileProblem, Options
 from .selectors import imports_visible, upload_pools
 from .services import (
+    REJECTIONS_KEPT,
     ImportRefused,
     earlier_import_of_same_file,
     import_preview,
@@ -137,7 +138,7 @@ class ImportConfigureView(PermissionRequiredMixin, TemplateView):
     def context(self, form, preview, error=""):
         return {
             "job": self.job, "form": form, "preview": preview, "error": error,
-            "earlier": earlier_import_of_same_file(self.job),
+            "earlier": earlier_import_of_same_file(self.job, among=imports_visible(user=self.request.user)),
         }
 
     def post(self, request, pk):
@@ -187,9 +188,12 @@ class ImportDetailView(TemplateView):
 def _result_context(job: ImportJob) -> dict:
     if job.status != ImportStatus.DONE:
         return {}
+    kept = job.rejections.count() if job.skipped else 0
     return {
         "rejections": job.rejections.order_by("row")[:REJECTIONS_SHOWN],
-        "rejections_shown": min(job.skipped, REJECTIONS_SHOWN),
+        "rejections_shown": min(kept, REJECTIONS_SHOWN),
+        "rejections_kept": kept,
+        "rejections_limit": REJECTIONS_KEPT,
     }
 
 

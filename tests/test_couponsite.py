@@ -174,7 +174,7 @@ def test_embedded_default_imports_a_file_on_sqlite(tmp_path):
     subprocess.run([*manage, "shell", "-c", setup], cwd=ROOT, env=env, check=True, timeout=60)
     (tmp_path / "other.csv").write_text("TAKEN-1\n")
     (tmp_path / "codes.csv").write_text(
-        "code;customer;expires_at\nSQ-1;;\nSQ-2;anna;2027-03-01\nSQ-1;;\nTAKEN-1;;\n  SQ-3  ;nobody;\n\nSQ-4;;\n"
+        "code;customer;expires_at\nSQ-1;;\nSQ-2;anna;2099-03-01\nSQ-1;;\nTAKEN-1;;\n  SQ-3  ;nobody;\n\nSQ-4;;\n"
     )
     first = subprocess.run([*manage, "import_coupons", "SQLITE-OTHER", str(tmp_path / "other.csv")], cwd=ROOT,
                            env=env, capture_output=True, text=True, timeout=120)
@@ -193,7 +193,7 @@ def test_embedded_default_imports_a_file_on_sqlite(tmp_path):
     )
     out = subprocess.run([*manage, "shell", "-c", check], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=60).stdout.strip().splitlines()
-    assert out[-2] == ("[('SQ-1', 1, False, None), ('SQ-2', 2, True, '2027-03-01T23:59:59+00:00'), "
+    assert out[-2] == ("[('SQ-1', 1, False, None), ('SQ-2', 2, True, '2099-03-01T23:59:59+00:00'), "
                        "('SQ-4', 1, False, None)]")
     assert out[-1] == "1 [(4, 2), (5, 3), (6, 1)]"
     missing = subprocess.run([*manage, "import_coupons", "SQLITE-UP", str(tmp_path / "nope.csv")], cwd=ROOT, env=env,

@@ -41,11 +41,16 @@ NASTY_FILES = [
     ("code of exactly 64", b"code\n" + b"Y" * 64 + b"\n", {}, ["Y" * 64], []),
     ("control character in a code", b"code\nA\x071\nOK\n", {}, ["OK"], [(2, "control character (U+0007)")]),
     ("empty code with a customer", b"code,customer\n,C1\nA1,C1\n", {}, ["A1"], [(2, "The code is empty")]),
-    ("bad expiry date", b"code,customer,expires_at\nA1,C,31/12/2026\nA2,C,2026-12-31\n", {}, ["A2"],
+    ("bad expiry date", b"code,customer,expires_at\nA1,C,31/12/2026\nA2,C,2099-12-31\n", {}, ["A2"],
      [(2, 'expiration date "31/12/2026" is not a date')]),
-    ("expiry without a customer", b"code,customer,expires_at\nA1,,2026-12-31\nA2,,\n", {}, ["A2"],
+    ("expiry without a customer", b"code,customer,expires_at\nA1,,2099-12-31\nA2,,\n", {}, ["A2"],
      [(2, "An expiration date needs a customer")]),
     ("short row without the mapped column", b"code,customer\nA1\n", {}, ["A1"], []),
+    ("expiry in the past", b"code,customer,expires_at\nA1,C,2001-01-01\n", {}, [], [(2, "is in the past")]),
+    ("expiry beyond what can be stored", b"code,customer,expires_at\nA1,C,9999-12-31T23:59:59-12:00\n", {}, [],
+     [(2, "too far away")]),
+    ("our own escaped cells read back", b"code,customer\n'=CMD,'+C1\n'plain\n", {}, ["=CMD", "'plain"], []),
+    ("the code column called something else", b"Coupon code\nA1\n", {}, ["A1"], []),
 ]
 
 
@@ -62,12 +67,13 @@ def test_nasty_files(name, data, options, expected, invalid):
     ("empty file", b"", {}, "The file is empty."),
     ("only whitespace", b" \r\n\n", {}, "The file is empty."),
     ("header only", b"code,customer\n", {}, "a header row but no coupons"),
-    ("no code column", b"coupon,customer\nA1,C1\n", {}, 'no code column: its header has "coupon", "customer"'),
+    ("no code column", b"name,customer\nA1,C1\n", {}, 'no code column: its header has "name", "customer"'),
     ("invalid utf-8", b"code\nA1\n\xff\xfe\xfaBAD\n", {}, "not valid UTF-8"),
     ("binary data", b"PK\x03\x04\x00\x00\x14\x00code\n", {}, "not a CSV text file"),
     ("unknown encoding", b"code\nA1\n", {"encoding": "klingon"}, "Unknown encoding"),
     ("mapping without code", b"A1\n", {"has_header": False, "mapping": {"customer": 0}}, "which column holds the code"),
-    ("a cell of megabytes", b"code\n" + b"x" * (2 * 1024 * 1024) + b"\n", {}, "cannot be read as CSV"),
+    ("a cell of megabytes", b"code\n" + b"x" * (2 * 1024 * 1024) + b"\n", {}, "Line 2 is longer than 100,000 characters"),
+    ("no line breaks at all", b"code," + b"x," * 600_000, {}, "Line 1 is longer than 100,000 characters"),
 ])
 def test_files_that_cannot_be_read_fail_with_one_clear_message(name, data, options, message):
     with pytest.raises(FileProblem, match=message):
@@ -82,11 +88,11 @@ def test_rows_are_numbered_as_a_spreadsheet_shows_them():
 
 
 def test_customer_and_expiry_are_read():
-    good, _ = parse(b"code,customer,expires_at\nA1, C-7 ,2026-12-31\nA2,C-8,2026-06-01T08:00:00+02:00\nA3,,\n")
+    good, _ = parse(b"code,customer,expires_at\nA1, C-7 ,2099-12-31\nA2,C-8,2099-06-01T08:00:00+02:00\nA3,,\n")
     assert good[0].customer == "C-7"
-    assert good[0].expires_at == datetime.datetime(2026, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
+    assert good[0].expires_at == datetime.datetime(2099, 12, 31, 23, 59, 59, tzinfo=datetime.UTC)
     assert (good[2].customer, good[2].expires_at) == (None, None)
-    assert good[1].expires_at == datetime.datetime(2026, 6, 1, 6, 0, tzinfo=datetime.UTC)
+    assert good[1].expires_at == datetime.datetime(2099, 6, 1, 6, 0, tzinfo=datetime.UTC)
 
 
 def test_explicit_mapping_without_a_header():

@@ -133,10 +133,10 @@ def test_rows_with_a_customer_are_claimed_with_events_and_unknown_customers_are_
     content = (
         b"code,customer,expires_at\n"
         b"CU-1,anna,\n"              # claimed, expiry from the pool's period
-        b"CU-2,ben,2027-01-31\n"     # claimed, the file's expiry (end of that day)
+        b"CU-2,ben,2099-01-31\n"     # claimed, the file's expiry (end of that day)
         b"CU-3,,\n"                  # not claimed
         b"CU-4,nobody,\n"            # unknown customer: invalid row
-        b"CU-5,,2027-01-31\n"        # an expiry without a customer: invalid row
+        b"CU-5,,2099-01-31\n"        # an expiry without a customer: invalid row
         b"CU-6,anna,31/01/2027\n"    # not a date: invalid row
     )
     before = timezone.now()
@@ -150,7 +150,7 @@ def test_rows_with_a_customer_are_claimed_with_events_and_unknown_customers_are_
     assert (by_code["CU-1"].status, by_code["CU-1"].customer, by_code["CU-1"].claims) == (CouponStatus.CLAIMED, anna, 1)
     assert before + timedelta(days=29) < by_code["CU-1"].expires_at < timezone.now() + timedelta(days=31)
     assert by_code["CU-2"].customer == ben
-    assert by_code["CU-2"].expires_at == datetime(2027, 1, 31, 23, 59, 59, tzinfo=UTC)
+    assert by_code["CU-2"].expires_at == datetime(2099, 1, 31, 23, 59, 59, tzinfo=UTC)
     assert (by_code["CU-3"].status, by_code["CU-3"].customer, by_code["CU-3"].claimed_at) == (CouponStatus.UNASSIGNED, None, None)
     events = CustomerEvent.objects.filter(pool=pool).order_by("customer__external_id")
     assert [(e.customer.external_id, e.action, e.coupon.code, e.data["import"]) for e in events] == [
@@ -245,7 +245,9 @@ def test_the_same_file_twice_creates_nothing_the_second_time_and_says_so():
     second = run_import(pool, content)
     assert (first.created, first.duplicates_in_file) == (2, 1)
     assert counts(second) == dict(read=3, created=0, in_file=1, existing=2, invalid=0)
-    assert second.message == "Nothing was created: every code of the file exists already (this file was imported before)."
+    assert second.message == (
+        "Nothing was created: 2 codes exist already, 1 rows repeat an earlier row. This file was imported before."
+    )
     assert services.earlier_import_of_same_file(second) == first
     assert codes(pool) == ["TW-1", "TW-2"]
 
@@ -411,3 +413,81 @@ def test_a_killed_worker_leaves_an_import_that_resumes_to_the_same_result(celery
     assert counts(job) == dict(read=240_002, created=239_999, in_file=1, existing=1, invalid=1)
     assert Coupon.objects.filter(pool=pool).count() == 239_999
     assert sorted(ImportRejection.objects.filter(job=job).values_list("row", flat=True)) == [79, 240_002, 240_003]
+
+
+# --- found in review -----------------------------------------------------------------
+
+
+def test_a_row_invalid_for_its_customer_does_not_hide_a_later_valid_row_with_the_code():
+    pool = PoolFactory()
+    job = run_import(pool, b"code,customer\nX-1,NOPE\nX-1,\n")
+    assert counts(job) == dict(read=2, created=1, in_file=0, existing=0, invalid=1)
+    assert codes(pool) == ["X-1"] and reasons(job)[0][0] == 2
+
+
+def test_an_aggregated_pool_gives_one_coupon_per_customer_in_an_import():
+    pool = PoolFactory(aggregated=True)
+    CustomerFactory(external_id="anna"), CustomerFactory(external_id="ben")
+    run_import(pool, b"code,customer\nAG-0,ben\n")
+    job = run_import(pool, b"code,customer\nAG-1,anna\nAG-2,anna\nAG-3,ben\nAG-4,\n")
+    assert counts(job) == dict(read=4, created=2, in_file=0, existing=0, invalid=2)
+    found = dict(reasons(job))
+    assert 'gets a coupon in row 2 already' in found[3] and "holds a coupon of this pool already" in found[4]
+
+
+def test_only_a_capped_number_of_rows_of_each_kind_is_kept_but_the_counts_are_exact(monkeypatch):
+    monkeypatch.setattr(services, "REJECTIONS_KEPT", 3)
+    monkeypatch.setattr(services, "CHUNK", 4)
+    pool = PoolFactory()
+    content = ("code\n" + "\n".join(["CAP-1"] * 8 + [f"BAD\x01{n}" for n in range(5)]) + "\n").encode()
+    job = run_import(pool, content)
+    assert counts(job) == dict(read=13, created=1, in_file=7, existing=0, invalid=5)
+    kept = list(ImportRejection.objects.filter(job=job).values_list("outcome", flat=True))
+    assert kept.count(RowOutcome.DUPLICATE_IN_FILE) == 3 and kept.count(RowOutcome.INVALID) == 3
+    assert job.message == "1 coupons created from 13 rows."
+
+
+def test_nothing_created_says_what_was_skipped():
+    pool = PoolFactory()
+    run_import(PoolFactory(), b"code\nSK-1\n")
+    job = run_import(pool, b"code\nSK-1\nBAD\x01\nBAD\x02\n")
+    assert job.message == "Nothing was created: 1 codes exist already, 2 rows are invalid."
+
+
+def test_a_failure_after_coupons_were_created_interrupts_rather_than_fails(monkeypatch):
+    monkeypatch.setattr(services, "CHUNK", 2)
+    pool = PoolFactory()
+    job = upload(b"code\nFI-1\nFI-2\nFI-3\nFI-4\n")
+    job = import_start(job=job, pool=pool, options=job_options(job), enqueue=False)
+
+    def stop(progress_job):
+        if progress_job.phase == ImportPhase.IMPORTING and progress_job.cursor >= 3:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        import_run(job_id=job.pk, progress=stop)
+    services.import_fail(job_id=job.pk, error="The pool no longer takes uploaded coupons.")
+    job.refresh_from_db()
+    assert job.status == ImportStatus.INTERRUPTED and job.can_resume and 0 < job.created < 4
+
+
+def test_the_watchdog_looks_at_when_the_import_was_queued_not_uploaded():
+    pool = PoolFactory()
+    job = upload(b"code\nWD-1\n")
+    ImportJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=2))
+    import_start(job=job, pool=pool, options=job_options(job), enqueue=False)
+    assert services.import_mark_interrupted() == 0  # uploaded long ago, queued just now
+    ImportJob.objects.filter(pk=job.pk).update(queued_at=timezone.now() - timedelta(minutes=31), started_at=timezone.now())
+    assert services.import_mark_interrupted() == 1  # its task was lost, also after a start
+
+
+def test_a_running_import_whose_worker_stopped_can_be_resumed_without_waiting_for_the_watchdog():
+    pool = PoolFactory()
+    job = upload(b"code\nST-9\n")
+    job = import_start(job=job, pool=pool, options=job_options(job), enqueue=False)
+    ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.RUNNING, heartbeat_at=timezone.now())
+    with pytest.raises(ImportRefused):
+        import_resume(job=job, enqueue=False)  # still alive
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    job = import_run(job_id=import_resume(job=job, enqueue=False).pk)
+    assert job.status == ImportStatus.DONE and job.created == 1

@@ -212,3 +212,15 @@ class TestList:
         assert "mine.csv" in html and "hidden.csv" not in html
         hidden_job = ImportJob.objects.get(original_name="hidden.csv")
         assert client.get(reverse("imports:detail", args=[hidden_job.pk])).status_code == 404
+
+
+def test_the_same_file_warning_does_not_name_a_pool_the_user_may_not_see(client, admin_client_):
+    secret_team = GroupFactory(name="VIP team")
+    secret = PoolFactory(name="Secret VIP pool", user_group=secret_team)
+    first = uploaded_job(admin_client_, b"code\nVIP-1\n", pool=secret)
+    configure(admin_client_, first, secret)
+    import_run(job_id=first.pk)
+    client.force_login(UserFactory())
+    second = uploaded_job(client, b"code\nVIP-1\n")
+    html = client.get(reverse("imports:configure", args=[second.pk])).content.decode()
+    assert "Secret VIP pool" not in html and "imported before" not in html

@@ -3,6 +3,7 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError
 
 from imports.models import ImportJob, ImportStatus
 from imports.parsing import DELIMITERS, ENCODINGS, FileProblem, Options
@@ -61,7 +62,16 @@ class Command(BaseCommand):
             raise CommandError(f"Stopped. Finish it with: import_coupons {pool} --resume {job.pk}") from None
         except FileProblem as exc:
             import_fail(job_id=job.pk, error=str(exc))
-            raise CommandError(f"{exc} Nothing was imported.") from None
+            job.refresh_from_db()
+            if job.status == ImportStatus.FAILED:
+                raise CommandError(f"{exc} Nothing was imported.") from None
+            raise CommandError(f"{exc} Finish it with: import_coupons {pool} --resume {job.pk}") from None
+        except OperationalError as exc:
+            import_interrupt(job_id=job.pk, error=f"Stopped by a database error: {exc}")
+            raise CommandError(
+                f"Stopped by a database error ({exc}). What was imported is kept; finish it with: "
+                f"import_coupons {pool} --resume {job.pk}"
+            ) from None
         self.stdout.write("")
         if job.status != ImportStatus.DONE:
             raise CommandError(f"Import #{job.pk} is {job.get_status_display().lower()}: {job.message}")
