@@ -32,7 +32,15 @@ def key_lookup(key: str) -> ApiKey | None:
     prefix, _, secret = key.partition(".")
     if not prefix or not secret:
         return None
-    api_key = ApiKey.objects.filter(prefix=prefix).first()
+    # Every request runs this: a raw query (the ORM's query building cost more than the
+    # database), with whether the key is limited to groups.
+    found = list(ApiKey.objects.raw(
+        "SELECT k.id, k.name, k.prefix, k.key_hash, k.revoked_at, k.last_used_at, "
+        "EXISTS (SELECT 1 FROM api_apikey_groups g WHERE g.apikey_id = k.id) AS has_groups "
+        "FROM api_apikey k WHERE k.prefix = %s",
+        [prefix],
+    ))
+    api_key = found[0] if found else None
     if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_key(key)):
         return None
     return api_key
@@ -70,6 +78,8 @@ def pool_visibility_for_key(api_key: ApiKey) -> Q:
 
     One condition inside the pool query (no query of its own): it runs on every request.
     """
+    if getattr(api_key, "has_groups", True) is False:  # known from the authentication query
+        return Q()
     groups = ApiKey.groups.through.objects.filter(apikey_id=api_key.pk)
     return ~Exists(groups) | Q(user_group__in=groups.values("group_id"))
 

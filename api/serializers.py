@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from coupons.models import Coupon, CouponStatus
+from coupons.models import CouponStatus
 from pools.models import CouponPool, CouponType, PeriodUnit, PoolSource, Product, Store
 from pools.services import UpdateMethod
 
@@ -70,21 +70,43 @@ class PoolUpdateSerializer(PoolSerializer):
         fields = [*PoolSerializer.Meta.fields, "update_method", "update_matching"]
 
 
-class CouponSerializer(serializers.ModelSerializer):
+class CouponSerializer(serializers.Serializer):
+    """A coupon. Fields declared one by one (not a ModelSerializer): claims serialize one
+    per request, and building the fields from the model each time cost a millisecond."""
+
+    id = serializers.IntegerField()
+    code = serializers.CharField()
     pool = serializers.IntegerField(source="pool_id")
     pool_external_id = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
     customer = serializers.CharField(source="customer.external_id", allow_null=True, default=None)
+    claimed_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    usages = serializers.IntegerField()
+    claims = serializers.IntegerField()
     type = serializers.SerializerMethodField()
     value = serializers.SerializerMethodField()
     balance = serializers.SerializerMethodField()
 
-    class Meta:
-        model = Coupon
-        fields = [
-            "id", "code", "pool", "pool_external_id", "status", "customer", "claimed_at", "expires_at",
-            "usages", "claims", "type", "value", "balance",
-        ]
+    def to_representation(self, coupon) -> dict:
+        """The same fields as declared (the schema), built directly: cheaper per coupon."""
+        terms = coupon.effective_terms
+        balance = coupon.current_balance
+        return {
+            "id": coupon.pk,
+            "code": coupon.code,
+            "pool": coupon.pool_id,
+            "pool_external_id": self.get_pool_external_id(coupon),
+            "status": CouponStatus(coupon.status).slug,
+            "customer": coupon.customer.external_id if coupon.customer_id else None,
+            "claimed_at": _iso(coupon.claimed_at),
+            "expires_at": _iso(coupon.expires_at),
+            "usages": coupon.usages,
+            "claims": coupon.claims,
+            "type": terms.coupon_type,
+            "value": None if terms.value is None else str(terms.value),
+            "balance": None if balance is None else str(balance),
+        }
 
     def get_pool_external_id(self, coupon) -> str | None:
         return coupon.pool.external_id or None
@@ -108,6 +130,10 @@ class CouponSerializer(serializers.ModelSerializer):
     def get_balance(self, coupon) -> str | None:
         balance = coupon.current_balance
         return None if balance is None else str(balance)
+
+
+def _iso(moment):
+    return None if moment is None else serializers.DateTimeField().to_representation(moment)
 
 
 class ClaimSerializer(serializers.Serializer):

@@ -152,7 +152,7 @@ class PoolClaimView(KeyedView):
                 with transaction.atomic():  # a new customer and the claim: one commit
                     customer = services.customer_get_or_create(data["customer"], email=data.get("email", ""),
                                                                currency=data.get("currency", ""))
-                    coupon = coupon_services.coupon_claim(pool=pool, customer=customer,
+                    coupon = coupon_services.coupon_claim(pool=pool, customer=customer, savepoint=False,
                                                           actor=services.actor_of(request.user))
         except CouponActionError as exc:
             raise refused(exc) from None

@@ -8,15 +8,18 @@ Set-based versions for many coupons live in ``coupons.bulk``.
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from pools.models import CouponPool, PoolSource
+from pools.models import CouponPool, CouponTerms, PoolSource
 from pools.patterns import PatternError
+from pools.selectors import terms_get
 
 from .models import (
     ActorKind,
@@ -118,16 +121,20 @@ def _lock(coupon: Coupon) -> Coupon:
     )
 
 
-def _event(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> CustomerEvent:
-    return CustomerEvent.objects.create(
-        customer_id=customer_id,
-        action=action,
-        coupon=coupon,
-        pool_id=coupon.pool_id,
-        created_at=now,
-        data={"code": coupon.code, **{k: _jsonable(v) for k, v in data.items()}},
-        **actor.event_fields(),
-    )
+def _event(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> None:
+    """Write one entry of the customer's event history (a plain INSERT: every action,
+    and every API claim, writes one)."""
+    fields = actor.event_fields()
+    user = fields["actor_user"]
+    payload = json.dumps({"code": coupon.code, **{k: _jsonable(v) for k, v in data.items()}})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, "
+            "actor_label, data, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [customer_id, str(action), coupon.pk, coupon.pool_id, str(fields["actor_kind"]),
+             user.pk if user is not None else None, fields["actor_label"], payload,
+             connection.ops.adapt_datetimefield_value(now)],
+        )
 
 
 def _jsonable(value):
@@ -181,11 +188,16 @@ def customer_find(*, external_id: str = "", email: str = "") -> Customer:
 # --- claim -------------------------------------------------------------------------
 
 
-def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
-    """Issue a coupon of ``pool`` to ``customer`` (SPEC: "How a pool issues a coupon")."""
+def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor, savepoint: bool = True) -> Coupon:
+    """Issue a coupon of ``pool`` to ``customer`` (SPEC: "How a pool issues a coupon").
+
+    ``savepoint=False``: the caller's transaction is rolled back as a whole when the
+    claim is refused (the API's claim view), which saves two statements per claim.
+    """
     if pool.source == PoolSource.REMOTE:
         return _claim_remote(pool, customer, actor)
-    return _claim_local(pool, customer, actor)
+    with transaction.atomic(savepoint=savepoint):
+        return _claim_local(pool, customer, actor)
 
 
 def _claim_remote(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
@@ -241,9 +253,9 @@ def _held_coupon(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon |
     return held
 
 
-@transaction.atomic
 def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
-    pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
+    if not CouponPool.current_terms.is_cached(pool):  # a caller that loaded it saves a query
+        pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
     terms = pool.current_terms
     now = timezone.now()
     if pool.aggregated:
@@ -251,13 +263,7 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
         if held is not None:
             return held
     if pool.source in (PoolSource.UPLOADED, PoolSource.BULK):
-        coupon = (
-            Coupon.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("terms__effective")
-            .filter(pool=pool, status=S.UNASSIGNED)
-            .order_by("id")
-            .first()
-        )
+        coupon = _next_unassigned(pool)
         if coupon is None:
             raise CouponActionError(f"The pool \u201c{pool.name}\u201d has no unassigned coupons left.", code="pool_empty")
     elif pool.source == PoolSource.GENERATED:
@@ -271,9 +277,44 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
     coupon.claimed_at = now
     coupon.expires_at = coupon.effective_terms.expires_at(now)
     coupon.claims = 1
-    coupon.save(update_fields=["status", "customer", "claimed_at", "expires_at", "claims"])
+    with connection.cursor() as cursor:  # as Model.save(update_fields=...), without building the query
+        cursor.execute(
+            "UPDATE coupons_coupon SET status = %s, customer_id = %s, claimed_at = %s, expires_at = %s, claims = 1 "
+            "WHERE id = %s",
+            [int(S.CLAIMED), customer.pk, connection.ops.adapt_datetimefield_value(now),
+             connection.ops.adapt_datetimefield_value(coupon.expires_at), coupon.pk],
+        )
     _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
     coupon.pool = pool
+    return coupon
+
+
+# The next unassigned coupon, locked; SKIP LOCKED lets parallel claims take the next ones.
+# "pool_id = P AND status = 1 ORDER BY id" spelled as a range of (pool_id, status, id):
+# with the plain form, a pool holding most of the table made the planner walk the primary
+# key past every claimed coupon (2,000 pages after 5,000 claims); the range can only be
+# read from the (pool, status, id) index, which starts right at the unassigned ones.
+_NEXT_UNASSIGNED = (
+    "SELECT c.id, c.pool_id, c.terms_id, c.code, c.shared_code, c.status, c.customer_id, c.claimed_at, "
+    "c.expires_at, c.usages, c.claims, c.balance, COALESCE(t.effective_id, t.id) AS effective_terms_id "
+    "FROM coupons_coupon c JOIN pools_couponterms t ON t.id = c.terms_id "
+    "WHERE (c.pool_id, c.status, c.id) > (%s, %s, 0) AND (c.pool_id, c.status, c.id) < (%s, %s, 0) "
+    "ORDER BY c.pool_id, c.status, c.id LIMIT 1{lock}"
+)
+
+
+def _next_unassigned(pool: CouponPool) -> Coupon | None:
+    """Claims are the hottest path of the API: raw SQL here saves the ORM's query
+    building (select_for_update + select_related cost more than the database did)."""
+    lock = " FOR UPDATE OF c SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    status = int(S.UNASSIGNED)
+    found = list(Coupon.objects.raw(_NEXT_UNASSIGNED.format(lock=lock), [pool.pk, status, pool.pk, status + 1]))
+    if not found:
+        return None
+    coupon = found[0]
+    terms = terms_get(coupon.effective_terms_id)
+    terms.effective = terms
+    coupon.terms = terms if terms.pk == coupon.terms_id else CouponTerms(pk=coupon.terms_id, effective=terms)
     return coupon
 
 

@@ -1,9 +1,27 @@
-"""Reads: which pools a user may see."""
+"""Reads: which pools a user may see, and terms versions."""
+
+import copy
 
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from .models import CouponPool
+from .models import CouponPool, CouponTerms
+
+_TERMS: dict[int, CouponTerms] = {}
+_TERMS_KEPT = 2000
+
+
+def terms_get(pk: int) -> CouponTerms:
+    """A terms version, from a per-process cache: a version's fields never change (only
+    the ``effective`` pointer of older versions does, which callers read from the
+    coupon's own row). Claims read one per request. Returns a copy to use freely."""
+    terms = _TERMS.get(pk)
+    if terms is None:
+        terms = CouponTerms.objects.get(pk=pk)
+        if len(_TERMS) >= _TERMS_KEPT:
+            _TERMS.clear()
+        _TERMS[pk] = terms
+    return copy.copy(terms)
 
 
 def pool_visibility_filter(user) -> Q:

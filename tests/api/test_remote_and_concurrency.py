@@ -147,14 +147,14 @@ def gunicorn_server(transactional_db):
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/api/v1/coupon-pools", timeout=5)  # 401 when up
-            break
-        except requests.RequestException:
-            time.sleep(0.2)
     try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/api/v1/coupon-pools", timeout=5)  # 401 when up
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
         yield url
     finally:
         process.terminate()
