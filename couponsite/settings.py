@@ -146,6 +146,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CouponTypeEnum": "pools.models.CouponType",
+        "CouponStatusEnum": ["unassigned", "claimed", "partially_redeemed", "redeemed", "expired", "invalid"],
+    },
 }
 
 # Celery: the embedded default is kombu's file-system transport, which needs no server.
