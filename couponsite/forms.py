@@ -6,6 +6,8 @@ _CLASSES = {
     "select": "form-select",
     "selectmultiple": "form-select",
     "checkbox": "form-check-input",
+    "checkboxinput": "form-check-input",
+    "checkboxselectmultiple": "form-check-input",
     "radioselect": "",
 }
 

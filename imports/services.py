@@ -326,7 +326,8 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
             # First what makes a row invalid whatever else is in the file (its customer),
             # then repeated codes among the rows left: every later step sees the same rows,
             # whichever run, chunk or look-ahead gets there first.
-            _mark_customer_problems(cursor, stage, job.pool)
+            if "customer" in job.mapping:  # a file without customers skips a pass over it
+                _mark_customer_problems(cursor, stage, job.pool)
             # Every row that repeats the code of an earlier valid row, with that row.
             cursor.execute(
                 f"UPDATE {stage} SET outcome = {int(RowOutcome.DUPLICATE_IN_FILE)}, "
@@ -335,7 +336,7 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
                 "GROUP BY code HAVING count(*) > 1) AS first "
                 f"WHERE {stage}.code = first.code AND {stage}.row <> first.row_number AND {stage}.outcome = 0"
             )
-            if job.pool.aggregated:
+            if job.pool.aggregated and "customer" in job.mapping:
                 _mark_repeated_customers(cursor, stage)
         job.staged, job.phase, job.bytes_read = True, ImportPhase.IMPORTING, job.size
         job.heartbeat_at = timezone.now()
@@ -579,11 +580,20 @@ def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int, probed:
                 log.info("Import %s: deadlock on rows %s-%s; retrying", job.pk, lower, upper)
         else:
             raise IntegrityError("Codes keep appearing while importing; try again later.")
-        _claim_events(cursor, stage, in_chunk, params, actor_user=job.created_by)
+        if "customer" in job.mapping:
+            _claim_events(cursor, stage, in_chunk, params, actor_user=job.created_by)
         # The rows not imported, up to REJECTIONS_KEPT of each kind (the counts stay exact):
         # importing a file of millions twice must not store millions of "exists already".
         kept = {RowOutcome.INVALID: job.invalid, RowOutcome.DUPLICATE_IN_FILE: job.duplicates_in_file,
                 RowOutcome.EXISTS: job.existing}
+        if all(REJECTIONS_KEPT - so_far >= upper - lower for so_far in kept.values()):
+            kept = {}  # room for the whole chunk of every kind: one statement
+            cursor.execute(
+                "INSERT INTO imports_importrejection (job_id, row, outcome, reason, code, customer, expires_at) "
+                f"SELECT %(job)s, row, outcome, reason, code, COALESCE(customer, ''), COALESCE(expires_text, '') "
+                f"FROM {stage} WHERE row > %(lower)s AND row <= %(upper)s AND outcome <> 0",
+                params,
+            )
         for outcome, so_far in kept.items():
             room = REJECTIONS_KEPT - so_far
             if room <= 0:

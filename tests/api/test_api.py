@@ -338,6 +338,7 @@ class TestKeysPage:
         GroupFactory(name="Partners")
         page = admin_client_.get("/settings/api-keys/")
         assert page.status_code == 200 and "No API keys yet." in page.content.decode()
+        assert 'type="checkbox" name="groups"' in page.content.decode() and 'class="form-check-input"' in page.content.decode()
         from django.contrib.auth.models import Group
 
         created = admin_client_.post("/settings/api-keys/", {"name": "Kiosk", "groups": [Group.objects.get(name="Partners").pk]})
