@@ -1,4 +1,5 @@
-from django.contrib import admin, messages
+from django.contrib import admin
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from couponsite.admin import ReadOnlyAdmin
@@ -17,18 +18,34 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "created_by", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
 
+    def get_queryset(self, request):
+        from .ui import keys_manageable
+
+        return keys_manageable(request.user)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "groups":
+            from .forms import keyable_groups
+
+            kwargs["queryset"] = keyable_groups(request.user)
+            kwargs["required"] = not request.user.is_superuser
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
         if not change:
-            obj.prefix, key = new_key()
-            obj.key_hash = hash_key(key)
+            obj.prefix, request._new_api_key = new_key()
+            obj.key_hash = hash_key(request._new_api_key)
             obj.created_by = request.user
-            super().save_model(request, obj, form, change)
-            self.message_user(
-                request, f"The new API key is {key} \u2014 copy it now: it is stored hashed and is not shown again.",
-                messages.WARNING,
-            )
-            return
         super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        # The key is shown on this response only, never in a redirect's message cookie.
+        response = TemplateResponse(request, "api/admin_new_key.html", {
+            **self.admin_site.each_context(request), "api_key": obj, "key": request._new_api_key,
+            "opts": self.model._meta, "title": "API key created",
+        })
+        response["Cache-Control"] = "no-store"
+        return response
 
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead: the key's history stays

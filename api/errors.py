@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(exceptions.APIException):
@@ -55,7 +60,10 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_handler(exc, context)
     if response is None:
-        return None  # a 500: Django's handler logs it
+        # A bug: logged with its traceback, answered in the API's format.
+        log.error("Unexpected error in %s", context.get("view").__class__.__name__, exc_info=exc)
+        return Response(error_body("server_error", "internal_error", "Something went wrong on our side; it has been logged."),
+                        status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     if isinstance(exc, ApiError):
         body = error_body(exc.type, exc.error_code, str(exc.detail), exc.details)
     else:

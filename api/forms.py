@@ -10,3 +10,16 @@ class ApiKeyForm(BootstrapFormMixin, forms.Form):
         queryset=Group.objects.order_by("name"), required=False, widget=forms.CheckboxSelectMultiple,
         label="Limit to user groups", help_text="The key then sees only these groups' pools. None: every pool.",
     )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not user.is_superuser:
+            # A key can reach no further than its maker: only the maker's own groups, at least one.
+            self.fields["groups"].queryset = keyable_groups(user)
+            self.fields["groups"].required = True
+            self.fields["groups"].help_text = "The key sees only these groups' pools (your own groups)."
+
+
+def keyable_groups(user):
+    """The groups a user may give an API key: any for a superuser, else the user's own."""
+    return Group.objects.order_by("name") if user.is_superuser else user.groups.order_by("name")

@@ -66,6 +66,8 @@ class BulkOperation(models.Model):
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     cursor = models.PositiveIntegerField(default=0)  # items before this index are done
+    # ``add`` runs as an import; a retried or redelivered task goes on with the same one.
+    import_job = models.ForeignKey("imports.ImportJob", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     message = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -15,6 +15,16 @@ from pools.services import UpdateMethod
 MAX_BULK_ITEMS = 50_000
 
 
+class SlugField(serializers.SlugRelatedField):
+    """A relation by a text key; a NUL character is a validation error (PostgreSQL
+    cannot even compare it)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class PoolSerializer(serializers.ModelSerializer):
     """A coupon pool. ``callback_api_key`` is write-only: it is never sent back."""
 
@@ -22,15 +32,15 @@ class PoolSerializer(serializers.ModelSerializer):
     source = serializers.ChoiceField(choices=PoolSource.choices)
     value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, allow_null=True)
     expiration_period_unit = serializers.ChoiceField(choices=PeriodUnit.choices, required=False, allow_blank=True)
-    stores = serializers.SlugRelatedField(
+    stores = SlugField(
         many=True, required=False, slug_field="external_id", queryset=Store.objects.all(),
         help_text="Store external IDs the coupons are limited to.",
     )
-    products = serializers.SlugRelatedField(
+    products = SlugField(
         many=True, required=False, slug_field="sku", queryset=Product.objects.all(),
         help_text="Product SKUs the coupons are limited to.",
     )
-    user_group = serializers.SlugRelatedField(
+    user_group = SlugField(
         required=False, allow_null=True, slug_field="name", queryset=Group.objects.all(),
         help_text="The user group that sees the pool; a key limited to groups must name one of them.",
     )
@@ -68,6 +78,12 @@ class PoolUpdateSerializer(PoolSerializer):
 
     class Meta(PoolSerializer.Meta):
         fields = [*PoolSerializer.Meta.fields, "update_method", "update_matching"]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for field in fields.values():  # an update names only what changes
+            field.required = False
+        return fields
 
 
 class CouponSerializer(serializers.Serializer):
@@ -138,26 +154,36 @@ def _iso(moment):
 
 class ClaimSerializer(serializers.Serializer):
     customer = serializers.CharField(max_length=128, help_text="The customer's ID; a new ID creates the customer.")
-    email = serializers.EmailField(required=False, allow_blank=True, help_text="Stored for a new customer.")
-    currency = serializers.CharField(required=False, allow_blank=True, max_length=3)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254, help_text="Stored for a new customer.")
+    currency = serializers.CharField(required=False, allow_blank=True, max_length=3,
+                                     help_text="ISO 4217, stored for a new customer.")
+
+    def validate_currency(self, value: str) -> str:
+        return _currency(value)
+
+
+def _currency(value: str) -> str:
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    from pools.models import validate_currency
+
+    if value:
+        value = value.upper()
+        try:
+            validate_currency(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages[0]) from None
+    return value
 
 
 class CustomerSerializer(serializers.Serializer):
     id = serializers.CharField(source="external_id", read_only=True)
-    email = serializers.EmailField(required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     currency = serializers.CharField(required=False, allow_blank=True, max_length=3, min_length=3)
     created_at = serializers.DateTimeField(read_only=True)
 
     def validate_currency(self, value: str) -> str:
-        from pools.models import validate_currency
-
-        if value:
-            value = value.upper()
-            try:
-                validate_currency(value)
-            except Exception as exc:
-                raise serializers.ValidationError(getattr(exc, "messages", [str(exc)])[0]) from None
-        return value
+        return _currency(value)
 
 
 class EventDataSerializer(serializers.Serializer):
@@ -165,6 +191,10 @@ class EventDataSerializer(serializers.Serializer):
     amount = serializers.DecimalField(required=False, max_digits=12, decimal_places=2, min_value=Decimal("0.01"))
     total = serializers.DecimalField(required=False, max_digits=12, decimal_places=2, min_value=Decimal("0"))
     coupons = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    currency = serializers.CharField(required=False, allow_blank=True, max_length=3, help_text="checkout: the basket's currency")
+    store = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="checkout: store external ID")
+    products = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=1000,
+                                     help_text="checkout: product SKUs in the basket")
 
 
 class EventSerializer(serializers.Serializer):

@@ -13,7 +13,7 @@ from django.utils import timezone
 from coupons import services as coupon_services
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
-from coupons.services import Actor, CouponActionError
+from coupons.services import Actor, CouponActionError, customer_get_or_create
 from pools.models import CouponPool, CouponType, ModuleSettings
 from pools.selectors import terms_get
 
@@ -65,14 +65,14 @@ def pool_for_key(api_key: ApiKey, reference: str) -> CouponPool | None:
     if getattr(api_key, "has_groups", True):
         visible, params = " AND user_group_id IN (SELECT group_id FROM api_apikey_groups WHERE apikey_id = %s)", [api_key.pk]
     pool = None
-    if reference.isdigit():
+    if reference.isascii() and reference.isdigit() and int(reference) < 2**63:
         pool = next(iter(CouponPool.objects.raw(f"SELECT * FROM pools_couponpool WHERE id = %s{visible}",
                                                 [int(reference), *params])), None)
     if pool is None and reference:
         pool = next(iter(CouponPool.objects.raw(f"SELECT * FROM pools_couponpool WHERE external_id = %s{visible}",
                                                 [reference, *params])), None)
     if pool is not None and pool.current_terms_id:
-        pool.current_terms = terms_get(pool.current_terms_id)
+        pool.current_terms = terms_get(pool.current_terms_id, pool_id=pool.pk)
     return pool
 
 
@@ -96,29 +96,6 @@ def coupon_for_key(api_key: ApiKey, code: str, customer: Customer | None = None)
             code="coupon_ambiguous",
         )
     return found[0]
-
-
-def customer_get_or_create(external_id: str, *, email: str = "", currency: str = "") -> Customer:
-    """The customer with this ID; a claim or event for a new ID creates it (SPEC 7).
-
-    One statement when the customer is new (INSERT ... ON CONFLICT DO NOTHING), one more
-    when it exists: no savepoint, and a parallel request creating the same customer is
-    simply found.
-    """
-    external_id = external_id.strip()
-    if not external_id:
-        raise CouponActionError("The customer ID is empty.", code="customer_required")
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO coupons_customer (external_id, email, currency, created_at) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (external_id) DO NOTHING RETURNING id",
-            [external_id, email or "", (currency or "").upper(), now],
-        )
-        row = cursor.fetchone()
-    if row is not None:
-        return Customer(pk=row[0], external_id=external_id, email=email or "", currency=(currency or "").upper())
-    return Customer.objects.get(external_id=external_id)
 
 
 def customer_put(*, external_id: str, email: str | None, currency: str | None) -> tuple[Customer, bool]:
@@ -164,19 +141,31 @@ def event_record(*, api_key: ApiKey, customer_id: str, action: str, data: dict) 
         coupon = coupon_for_key(api_key, data["code"], customer)
         coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, amount=data.get("amount"), customer=customer)
         return EventOutcome(action, results=[EventResult(coupon.code, "redeemed", coupon=coupon)])
-    # checkout: redeems the named coupons only when auto redeem is on.
+    # checkout: redeems the named coupons only when auto redeem is on, and only as the
+    # basket allows (the same checks as validate); gift cards pay what is left to pay.
     auto_redeem = ModuleSettings.load().auto_redeem
     outcome = EventOutcome(action, auto_redeem=auto_redeem)
+    left = data["total"]
+    basket = {"customer": customer.external_id, **{k: data[k] for k in ("currency", "store", "products") if k in data}}
     for code in dict.fromkeys(data.get("coupons") or []):
         if not auto_redeem:
             outcome.results.append(EventResult(code, "not_processed", "Auto redeem is off."))
             continue
         try:
             coupon = coupon_for_key(api_key, code, customer)
-            coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, customer=customer)
+            check = coupon_check(coupon, {**basket, "total": left})
+            if not check.valid:
+                raise CouponActionError(" ".join(message for _, message in check.reasons), code=check.reasons[0][0])
+            amount = None
+            if coupon.effective_terms.is_gift_card:
+                if check.discount <= 0:
+                    raise CouponActionError("Nothing is left to pay with this gift card.", code="nothing_to_pay")
+                amount = check.discount
+            coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, customer=customer, amount=amount)
         except CouponActionError as exc:
             outcome.results.append(EventResult(code, "refused", str(exc)))
         else:
+            left = max(Decimal("0.00"), left - check.discount)
             outcome.results.append(EventResult(code, "redeemed", coupon=coupon))
     return outcome
 
@@ -250,44 +239,56 @@ def _bulk_apply_one(operation: BulkOperation, item: dict, actor: Actor) -> None:
 
 
 def _bulk_add(operation: BulkOperation) -> BulkOperation:
-    """``add`` is an import of the given codes: the same duplicate checks, in any pool."""
+    """``add`` is an import of the given codes: the same duplicate checks, in any pool.
+
+    The import job is created once (under the operation's row lock) and remembered, so
+    a retried or redelivered task resumes that import instead of importing again (which
+    would report every code as existing)."""
     import csv
     import io
 
     from django.core.files.base import ContentFile
 
-    from imports.models import RowOutcome
+    from imports.models import ImportStatus, RowOutcome
     from imports.parsing import Options
     from imports.services import import_run, import_start, import_upload
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["code", "customer"])
-    for item in operation.items:
-        writer.writerow([item["code"], item.get("customer", "")])
-    content = ContentFile(buffer.getvalue().encode(), name=f"bulk-operation-{operation.pk}.csv")
-    job = import_upload(file=content, name=content.name, pool=operation.pool)
-    job = import_start(
-        job=job, pool=operation.pool, enqueue=False,
-        options=Options(delimiter=",", has_header=True, encoding="utf-8", mapping={"code": 0, "customer": 1}),
-    )
-    job = import_run(job_id=job.pk)
+    with transaction.atomic():
+        operation = BulkOperation.objects.select_for_update().select_related("pool").get(pk=operation.pk)
+        if operation.import_job_id is None:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["code", "customer"])
+            for item in operation.items:
+                writer.writerow([item["code"], item.get("customer", "")])
+            content = ContentFile(buffer.getvalue().encode(), name=f"bulk-operation-{operation.pk}.csv")
+            job = import_upload(file=content, name=content.name, pool=operation.pool)
+            operation.import_job = import_start(
+                job=job, pool=operation.pool, enqueue=False,
+                options=Options(delimiter=",", has_header=True, encoding="utf-8", mapping={"code": 0, "customer": 1}),
+            )
+            operation.save(update_fields=["import_job"])
+    job = operation.import_job
+    if job.status != ImportStatus.DONE:
+        job = import_run(job_id=job.pk)
     codes = {
         RowOutcome.INVALID: "invalid", RowOutcome.DUPLICATE_IN_FILE: "duplicate_in_request",
         RowOutcome.EXISTS: "code_exists",
     }
-    BulkOperationError.objects.bulk_create(
-        BulkOperationError(
-            operation=operation, index=rejection.row - 2,  # row 1 is the header
-            code=rejection.code[:200], error_code=codes[rejection.outcome], message=rejection.reason,
+    with transaction.atomic():
+        BulkOperationError.objects.filter(operation=operation).delete()
+        BulkOperationError.objects.bulk_create(
+            BulkOperationError(
+                operation=operation, index=rejection.row - 2,  # row 1 is the header
+                code=rejection.code[:200], error_code=codes[rejection.outcome], message=rejection.reason,
+            )
+            for rejection in job.rejections.order_by("row").iterator()
         )
-        for rejection in job.rejections.order_by("row").iterator()
-    )
-    operation.processed, operation.succeeded, operation.failed = job.rows_read, job.created, job.skipped
-    operation.cursor = len(operation.items)
-    operation.message = f"Import #{job.pk}: {job.message}"
-    operation.save(update_fields=["processed", "succeeded", "failed", "cursor", "message"])
-    return _bulk_finish(operation)
+        operation.processed, operation.succeeded, operation.failed = job.rows_read, job.created, job.skipped
+        operation.cursor = len(operation.items)
+        operation.message = f"Import #{job.pk}: {job.message}"
+        operation.save(update_fields=["processed", "succeeded", "failed", "cursor", "message"])
+        return _bulk_finish(operation)
 
 
 def _bulk_finish(operation: BulkOperation) -> BulkOperation:
@@ -319,7 +320,10 @@ def coupon_validate(*, api_key: ApiKey, code: str, basket: dict) -> Validation:
     """Whether the coupon can be used on this basket, every reason why not, and the
     discount it would give. Changes nothing."""
     customer = Customer.objects.filter(external_id=(basket.get("customer") or "").strip()).first()
-    coupon = coupon_for_key(api_key, code, customer)
+    return coupon_check(coupon_for_key(api_key, code, customer), basket)
+
+
+def coupon_check(coupon: Coupon, basket: dict) -> Validation:
     terms = coupon.effective_terms
     total: Decimal = basket["total"]
     reasons: list[tuple[str, str]] = []
@@ -352,7 +356,7 @@ def coupon_validate(*, api_key: ApiKey, code: str, basket: dict) -> Validation:
         if not skus & set(basket.get("products") or []):
             reasons.append(("products", "The basket holds none of the products the coupon is valid for."))
     currency = (basket.get("currency") or "").strip().upper()
-    if terms.is_gift_card and terms.currency and currency != terms.currency:
+    if terms.is_gift_card and terms.currency and currency and currency != terms.currency:
         reasons.append(("currency", f"The gift card is in {terms.currency}; the basket is in {currency or 'no currency'}."))
     discount, free_shipping = _discount(coupon, terms, total)
     return Validation(coupon=coupon, reasons=reasons, discount=discount if not reasons else Decimal("0.00"), free_shipping=free_shipping and not reasons)

@@ -1,7 +1,8 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
+from .errors import not_found_view
 
 app_name = "api"
 
@@ -13,12 +14,15 @@ urlpatterns = [
     path("v1/coupon-pools/<str:reference>/update", views.PoolUpdateView.as_view(), name="pool_update"),
     path("v1/coupon-pools/<str:reference>/claim", views.PoolClaimView.as_view(), name="pool_claim"),
     path("v1/coupons", views.CouponListView.as_view(), name="coupons"),
-    path("v1/coupons/<str:code>", views.CouponDetailView.as_view(), name="coupon"),
-    path("v1/coupons/<str:code>/validate", views.CouponValidateView.as_view(), name="coupon_validate"),
+    # Codes may hold "/": the validate route is matched first.
+    path("v1/coupons/<path:code>/validate", views.CouponValidateView.as_view(), name="coupon_validate"),
+    path("v1/coupons/<path:code>", views.CouponDetailView.as_view(), name="coupon"),
     path("v1/events", views.EventView.as_view(), name="events"),
-    path("v1/customers/<str:customer_id>", views.CustomerView.as_view(), name="customer"),
+    path("v1/customers/<path:customer_id>", views.CustomerView.as_view(), name="customer"),
     path("v1/bulk-operation/coupons/<int:batch_id>/status", views.BulkStatusView.as_view(), name="bulk_status"),
     path("v1/bulk-operation/coupons/<int:batch_id>/status/error", views.BulkErrorsView.as_view(), name="bulk_errors"),
     # After the status URLs: "status" is not an action.
     path("v1/bulk-operation/coupons/<int:pool_id>/<str:action>", views.BulkOperationView.as_view(), name="bulk"),
+    # Anything else under /api/: a JSON 404, not Django's HTML page.
+    re_path(r"^.*$", not_found_view),
 ]

@@ -66,6 +66,12 @@ def model_errors(exc: DjangoValidationError) -> ApiError:
 
 
 class KeyedView(APIView):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        values = [*map(str, kwargs.values()), *request.query_params.values()]
+        if any("\x00" in value for value in values):
+            raise ApiError("NUL characters are not allowed in URLs.", code="invalid", type="validation_error")
+
     def pool_or_404(self, reference: str):
         pool = services.pool_for_key(self.request.user, reference)
         if pool is None:
@@ -136,7 +142,9 @@ class PoolUpdateView(KeyedView):
 
 
 class PoolClaimView(KeyedView):
-    @extend_schema(request=ClaimSerializer, responses={201: CouponSerializer, **ERRORS},
+    @extend_schema(request=ClaimSerializer, responses={201: CouponSerializer, 200: CouponSerializer, **ERRORS},
+                   description="201 with the coupon issued; 200 when an aggregated pool answers a repeat claim "
+                   "with the coupon the customer holds already.",
                    summary="Issue a coupon of the pool to a customer", operation_id="pools_claim")
     def post(self, request, reference):
         pool = self.pool_or_404(reference)
@@ -144,9 +152,13 @@ class PoolClaimView(KeyedView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            if pool.source == "remote":  # no transaction around the remote system's answer
-                customer = services.customer_get_or_create(data["customer"], email=data.get("email", ""),
-                                                           currency=data.get("currency", ""))
+            if pool.source == "remote":
+                # No transaction around the remote system's answer; a new customer is
+                # created with the coupon, so a failed claim creates nothing.
+                external_id = data["customer"].strip()
+                customer = Customer.objects.filter(external_id=external_id).first() or Customer(
+                    external_id=external_id, email=data.get("email", ""), currency=data.get("currency", "").upper()
+                )
                 coupon = coupon_services.coupon_claim(pool=pool, customer=customer, actor=services.actor_of(request.user))
             else:
                 with transaction.atomic():  # a new customer and the claim: one commit
@@ -156,7 +168,9 @@ class PoolClaimView(KeyedView):
                                                           actor=services.actor_of(request.user))
         except CouponActionError as exc:
             raise refused(exc) from None
-        return Response(CouponSerializer(coupon).data, status=status.HTTP_201_CREATED)
+        # An aggregated pool answers a repeat claim with the coupon the customer holds.
+        again = coupon.claims > 1
+        return Response(CouponSerializer(coupon).data, status=status.HTTP_200_OK if again else status.HTTP_201_CREATED)
 
 
 # --- coupons ------------------------------------------------------------------------------
@@ -177,6 +191,7 @@ class CouponListView(KeyedView):
             OpenApiParameter("customer", str, description="Customer ID"),
             OpenApiParameter("pool", str, description="Pool id or external id"),
             OpenApiParameter("limit", int, description="Page size (at most 1000)"),
+            OpenApiParameter("cursor", str, description="From the previous page's next/previous link"),
         ],
         responses={200: inline_serializer("CouponPage", {
             "next": serializers.URLField(allow_null=True, help_text="The next page, or null"),
@@ -278,7 +293,8 @@ class CustomerView(KeyedView):
     def put(self, request, customer_id):
         serializer = CustomerSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if not customer_id.strip() or len(customer_id) > 128:
+        customer_id = customer_id.strip()
+        if not customer_id or len(customer_id) > 128:
             raise ApiError("A customer ID has 1 to 128 characters.", code="invalid", type="validation_error")
         data = serializer.validated_data
         try:
@@ -295,6 +311,7 @@ class CustomerView(KeyedView):
 
 class BulkOperationView(KeyedView):
     @extend_schema(
+        parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH, enum=BulkOperation.Action.values)],
         request=BulkRequestSerializer, responses={202: BulkStatusSerializer, **ERRORS},
         summary="Queue a bulk add, assign or unassign of up to 50,000 coupons", operation_id="bulk_create",
     )

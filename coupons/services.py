@@ -8,7 +8,9 @@ Set-based versions for many coupons live in ``coupons.bulk``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import zlib
 
 from dataclasses import dataclass
 from decimal import Decimal
@@ -185,6 +187,30 @@ def customer_find(*, external_id: str = "", email: str = "") -> Customer:
     return matches[0]
 
 
+def customer_get_or_create(external_id: str, *, email: str = "", currency: str = "") -> Customer:
+    """The customer with this ID, created if new (SPEC 7: a claim or event for an ID not
+    seen before creates that customer).
+
+    One statement when the customer is new (INSERT ... ON CONFLICT DO NOTHING), one more
+    when it exists: no savepoint, and a parallel request creating the same customer is
+    simply found.
+    """
+    external_id = (external_id or "").strip()
+    if not external_id:
+        raise CouponActionError("The customer ID is empty.", code="customer_required")
+    email, currency = email or "", (currency or "").upper()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO coupons_customer (external_id, email, currency, created_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (external_id) DO NOTHING RETURNING id",
+            [external_id, email, currency, connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return Customer(pk=row[0], external_id=external_id, email=email, currency=currency)
+    return Customer.objects.get(external_id=external_id)
+
+
 # --- claim -------------------------------------------------------------------------
 
 
@@ -202,36 +228,64 @@ def coupon_claim(*, pool: CouponPool, customer: Customer, actor: Actor, savepoin
 
 def _claim_remote(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
     """Ask the pool's callback URL for a code, outside any transaction (no lock is held
-    while the remote system answers), then store it as claimed by the customer."""
+    while the remote system answers), then store it as claimed by the customer.
+
+    ``customer`` may be unsaved (a new customer ID): it is created together with the
+    coupon, so a failed claim creates nothing. Everything that can refuse the claim is
+    checked before the remote system issues a code.
+    """
     from pools.remote import RemoteCodeError, fetch_remote_code
 
-    if pool.aggregated:
-        with transaction.atomic():
-            held = _held_coupon(pool, customer, actor)
-        if held is not None:
-            return held
-    try:
-        code = fetch_remote_code(pool, customer.external_id)
-    except RemoteCodeError as exc:
-        raise CouponActionError(str(exc), code=exc.code) from None
-    now = timezone.now()
-    with transaction.atomic():
-        pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
-        terms = pool.current_terms
-        _check_currency(terms, customer)
-        try:
+    pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
+    _check_currency(pool.current_terms, customer)
+    with _one_remote_claim_at_a_time(pool, customer):
+        if customer.pk is None:  # created meanwhile, e.g. by the claim we waited for
+            customer = Customer.objects.filter(external_id=customer.external_id).first() or customer
+        if pool.aggregated and customer.pk is not None:
             with transaction.atomic():
-                coupon = Coupon.objects.create(
-                    pool=pool, terms=terms, code=code, status=S.CLAIMED, customer=customer, claimed_at=now,
-                    expires_at=terms.expires_at(now), claims=1,
-                )
-        except IntegrityError:
-            raise CouponActionError(
-                f"The remote system answered with the code {code}, which exists already; nothing was created.",
-                code="remote_duplicate",
-            ) from None
-        _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
+                held = _held_coupon(pool, customer, actor)
+            if held is not None:
+                return held
+        try:
+            code = fetch_remote_code(pool, customer.external_id)
+        except RemoteCodeError as exc:
+            raise CouponActionError(str(exc), code=exc.code) from None
+        now = timezone.now()
+        with transaction.atomic():
+            if customer.pk is None:
+                customer = customer_get_or_create(customer.external_id, email=customer.email, currency=customer.currency)
+            terms = pool.current_terms
+            try:
+                with transaction.atomic():
+                    coupon = Coupon.objects.create(
+                        pool=pool, terms=terms, code=code, status=S.CLAIMED, customer=customer, claimed_at=now,
+                        expires_at=terms.expires_at(now), claims=1,
+                    )
+            except IntegrityError:
+                raise CouponActionError(
+                    f"The remote system answered with the code {code}, which exists already; nothing was created.",
+                    code="remote_duplicate",
+                ) from None
+            _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
     return coupon
+
+
+@contextlib.contextmanager
+def _one_remote_claim_at_a_time(pool: CouponPool, customer: Customer):
+    """Aggregated remote pools give one code per customer: two claims of the same
+    customer must not both ask the remote system. A PostgreSQL session advisory lock
+    (no transaction stays open during the remote call); SQLite serializes writers."""
+    if not pool.aggregated or connection.vendor != "postgresql":
+        yield
+        return
+    key = [pool.pk, zlib.crc32(customer.external_id.encode()) - 2**31]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", key)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", key)
 
 
 def _held_coupon(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon | None:
@@ -296,8 +350,9 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
 # read from the (pool, status, id) index, which starts right at the unassigned ones.
 _NEXT_UNASSIGNED = (
     "SELECT c.id, c.pool_id, c.terms_id, c.code, c.shared_code, c.status, c.customer_id, c.claimed_at, "
-    "c.expires_at, c.usages, c.claims, c.balance, COALESCE(t.effective_id, t.id) AS effective_terms_id "
+    "c.expires_at, c.usages, c.claims, c.balance, e.id AS effective_terms_id, e.version AS effective_version "
     "FROM coupons_coupon c JOIN pools_couponterms t ON t.id = c.terms_id "
+    "JOIN pools_couponterms e ON e.id = COALESCE(t.effective_id, t.id) "
     "WHERE (c.pool_id, c.status, c.id) > (%s, %s, 0) AND (c.pool_id, c.status, c.id) < (%s, %s, 0) "
     "ORDER BY c.pool_id, c.status, c.id LIMIT 1{lock}"
 )
@@ -312,7 +367,7 @@ def _next_unassigned(pool: CouponPool) -> Coupon | None:
     if not found:
         return None
     coupon = found[0]
-    terms = terms_get(coupon.effective_terms_id)
+    terms = terms_get(coupon.effective_terms_id, pool_id=pool.pk, version=coupon.effective_version)
     terms.effective = terms
     coupon.terms = terms if terms.pk == coupon.terms_id else CouponTerms(pk=coupon.terms_id, effective=terms)
     return coupon
@@ -454,8 +509,9 @@ def coupon_redeem(
         and coupon.pool.source == PoolSource.UPLOADED
     ):
         _check_currency(terms, customer)
-        coupon.status, coupon.customer, coupon.claimed_at = S.CLAIMED, customer, now
+        coupon.status, coupon.customer, coupon.claimed_at, coupon.claims = S.CLAIMED, customer, now, 1
         coupon.expires_at = terms.expires_at(now)
+        _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now, on_redeem=True)
     elif customer is not None and coupon.customer_id and coupon.customer_id != customer.pk:
         raise CouponActionError(
             f"The coupon belongs to another customer than {customer.external_id}.", code="wrong_customer"
@@ -467,7 +523,7 @@ def coupon_redeem(
     RULES["redeem"].check(coupon)
     coupon.status = S.REDEEMED
     coupon.usages += 1
-    coupon.save(update_fields=["status", "usages", "customer", "claimed_at", "expires_at"])
+    coupon.save(update_fields=["status", "usages", "customer", "claimed_at", "expires_at", "claims"])
     if coupon.customer_id:
         _event(EventAction.REDEEM, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now)
     return coupon
@@ -501,7 +557,7 @@ def _redeem_gift_card(coupon: Coupon, terms, actor: Actor, amount, now) -> Coupo
         coupon.status = S.INVALID  # SPEC: a balance below the minimum value voids the card
     else:
         coupon.status = S.PARTIALLY_REDEEMED
-    coupon.save(update_fields=["status", "usages", "balance", "customer", "claimed_at", "expires_at"])
+    coupon.save(update_fields=["status", "usages", "balance", "customer", "claimed_at", "expires_at", "claims"])
     if coupon.customer_id:
         _event(
             EventAction.REDEEM, coupon=coupon, customer_id=coupon.customer_id, actor=actor, now=now,

@@ -11,12 +11,16 @@ _TERMS: dict[int, CouponTerms] = {}
 _TERMS_KEPT = 2000
 
 
-def terms_get(pk: int) -> CouponTerms:
+def terms_get(pk: int, *, pool_id: int, version: int | None = None) -> CouponTerms:
     """A terms version, from a per-process cache: a version's fields never change (only
     the ``effective`` pointer of older versions does, which callers read from the
-    coupon's own row). Claims read one per request. Returns a copy to use freely."""
+    coupon's own row). Claims read one per request. Returns a copy to use freely.
+
+    The entry is checked against what the caller knows (its pool, and its version when
+    known), so an id reused after a database restore can never serve another pool's terms.
+    """
     terms = _TERMS.get(pk)
-    if terms is None:
+    if terms is None or terms.pool_id != pool_id or (version is not None and terms.version != version):
         terms = CouponTerms.objects.get(pk=pk)
         if len(_TERMS) >= _TERMS_KEPT:
             _TERMS.clear()

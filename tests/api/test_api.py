@@ -10,7 +10,7 @@ from api.models import ApiKey, BulkOperation
 from api.services import api_key_create, api_key_revoke, bulk_run
 from coupons.models import Coupon, CouponStatus, Customer, CustomerEvent
 from pools.models import CouponPool, ModuleSettings, PoolSource, Product, Store
-from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, GroupFactory, PoolFactory
+from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, GroupFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 S = CouponStatus
@@ -357,13 +357,113 @@ class TestKeysPage:
         assert "API keys" not in manager_client.get("/pools/").content.decode()
 
     def test_the_admin_creates_a_key_and_shows_it_once(self, admin_client_):
-        response = admin_client_.post("/admin/api/apikey/add/", {"name": "Admin made"}, follow=True)
+        response = admin_client_.post("/admin/api/apikey/add/", {"name": "Admin made"})
         api_key = ApiKey.objects.get(name="Admin made")
-        message = next(str(m) for m in response.context["messages"] if "new API key" in str(m))
-        key = message.split("The new API key is ")[1].split(" ")[0]
+        key = response.context["key"]
+        assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+        assert key in response.content.decode() and not list(response.context["messages"])  # not in a cookie
         assert key.startswith(api_key.prefix + ".") and client_for(key).get("/api/v1/coupon-pools").status_code == 200
+
+    def test_a_manager_gives_a_key_only_their_own_groups(self, client):
+        from django.contrib.auth.models import Permission
+
+        team_a, team_b = GroupFactory(name="Team A"), GroupFactory(name="Team B")
+        pool_b = PoolFactory(user_group=team_b)
+        user = UserFactory(groups=[team_a])
+        user.user_permissions.add(Permission.objects.get(codename="add_apikey"))
+        client.force_login(user)
+        page = client.get("/settings/api-keys/")
+        assert "Team A" in page.content.decode() and "Team B" not in page.content.decode()
+        refused = client.post("/settings/api-keys/", {"name": "Everything"})
+        assert refused.status_code == 400 and not ApiKey.objects.exists()
+        sneaky = client.post("/settings/api-keys/", {"name": "Other team", "groups": [team_b.pk]})
+        assert sneaky.status_code == 400 and not ApiKey.objects.exists()
+        created = client.post("/settings/api-keys/", {"name": "Mine", "groups": [team_a.pk]})
+        key = created.context["new_key"][1]
+        assert client_for(key).get(f"/api/v1/coupon-pools/{pool_b.pk}").status_code == 404
+        # Keys reaching further than the user's groups are neither listed nor revocable.
+        everything, _ = api_key_create(name="Company-wide")
+        assert "Company-wide" not in client.get("/settings/api-keys/").content.decode()
+        assert client.post("/settings/api-keys/", {"revoke": everything.pk}).status_code == 404
 
 
 def test_the_schema_generates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert "/api/v1/bulk-operation/coupons/{batch_id}/status/error" in (tmp_path / "schema.yaml").read_text()
+
+
+
+class TestReviewFindings:
+    def test_checkout_pays_with_gift_cards_only_what_is_left_and_honours_purchase_minimums(self, api):
+        ModuleSettings.objects.update_or_create(pk=1, defaults={"auto_redeem": True})
+        eve = CustomerFactory(external_id="eve", currency="EUR")
+        card = CouponFactory(pool=GiftCardPoolFactory(value="100.00", currency="EUR"), code="CK-GC",
+                             status=S.CLAIMED, customer=eve)
+        minimum = CouponFactory(pool=PoolFactory(value="10.00", purchase_minimum="50.00"), code="CK-MIN",
+                                status=S.CLAIMED, customer=eve)
+        body = api.post("/api/v1/events", {"customer": "eve", "action": "checkout",
+                                           "data": {"total": "30.00", "coupons": ["CK-MIN", "CK-GC"]}}, format="json").json()
+        assert [(r["code"], r["result"]) for r in body["coupons"]] == [("CK-MIN", "refused"), ("CK-GC", "redeemed")]
+        assert "minimum purchase of 50.00" in body["coupons"][0]["message"]
+        card.refresh_from_db(), minimum.refresh_from_db()
+        assert (card.balance, card.status) == (Decimal("70.00"), S.PARTIALLY_REDEEMED)
+        assert minimum.status == S.CLAIMED
+
+    def test_unknown_api_urls_and_odd_references_answer_in_json(self, api):
+        for url in ("/api/v1/nope", "/api/v1/coupon-pools/", "/api/v1/coupon-pools/%C2%B2"):
+            response = api.get(url)
+            assert response.status_code == 404 and error(response)["type"] == "not_found", url
+        nul = api.get("/api/v1/coupons", {"code": "A\x00B"})
+        assert nul.status_code == 400 and "NUL" in error(nul)["message"]
+        long_email = api.put("/api/v1/customers/c-1", {"email": "a" * 250 + "@example.com"}, format="json")
+        assert long_email.status_code == 400 and error(long_email)["message"].startswith("email:")
+        nul_group = api.post("/api/v1/coupon-pools", {"name": "X", "source": "uploaded", "type": "amount", "value": "1",
+                                                      "user_group": "A\x00"}, format="json")
+        assert nul_group.status_code == 400
+
+    def test_codes_with_a_slash_can_be_read_and_validated(self, api):
+        CouponFactory(code="SALE/0001", status=S.CLAIMED, customer=CustomerFactory(external_id="sl"))
+        assert api.get("/api/v1/coupons/SALE/0001").json()["code"] == "SALE/0001"
+        assert api.post("/api/v1/coupons/SALE/0001/validate", {"total": "20"}, format="json").json()["valid"] is True
+
+    def test_a_repeat_claim_on_an_aggregated_pool_is_200_with_the_same_coupon(self, api):
+        pool = PoolFactory(aggregated=True)
+        CouponFactory(pool=pool, code="AG-1"), CouponFactory(pool=pool, code="AG-2")
+        first = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "ann"}, format="json")
+        again = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "ann"}, format="json")
+        assert (first.status_code, again.status_code) == (201, 200)
+        assert again.json()["code"] == first.json()["code"] and again.json()["claims"] == 2
+
+    def test_a_claim_refuses_a_bad_currency_and_put_customer_trims_the_id(self, api):
+        pool = PoolFactory()
+        CouponFactory(pool=pool)
+        bad = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "c", "currency": "1$"}, format="json")
+        assert bad.status_code == 400 and error(bad)["message"].startswith("currency:")
+        api.put("/api/v1/customers/%20trim-me%20", {"email": "t@example.com"}, format="json")
+        assert Customer.objects.filter(external_id="trim-me").exists()
+
+    def test_running_a_bulk_add_twice_gives_the_same_result(self, api):
+        pool = PoolFactory()
+        response = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/add", {"coupons": ["RR-1", "RR-2", "RR-1"]},
+                            format="json")
+        operation_id = response.json()["id"]
+        bulk_run(operation_id=operation_id)
+        BulkOperation.objects.filter(pk=operation_id).update(status=BulkOperation.Status.RUNNING)  # a redelivery
+        bulk_run(operation_id=operation_id)
+        status = api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status").json()
+        assert (status["succeeded"], status["failed"]) == (2, 1)
+        assert [e["error_code"] for e in api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status/error").json()] == [
+            "duplicate_in_request"]
+        assert Coupon.objects.filter(pool=pool).count() == 2
+
+
+def test_the_terms_cache_never_serves_another_pools_terms():
+    from pools.selectors import terms_get
+
+    first, second = PoolFactory(value="10.00"), PoolFactory(value="20.00")
+    assert terms_get(first.current_terms_id, pool_id=first.pk).value == Decimal("10.00")
+    # An id that came back for another pool (a restore, a reset sequence) is read again.
+    from pools.selectors import _TERMS
+
+    _TERMS[second.current_terms_id] = terms_get(first.current_terms_id, pool_id=first.pk)
+    assert terms_get(second.current_terms_id, pool_id=second.pk).value == Decimal("20.00")

@@ -29,6 +29,10 @@ class RemoteShop(BaseHTTPRequestHandler):
         if self.path == "/good":
             RemoteShop.counter += 1
             self._answer(200, json.dumps({"code": f"  REMOTE-{RemoteShop.counter:04d} "}))
+        elif self.path == "/slow-good":
+            time.sleep(0.5)
+            RemoteShop.counter += 1
+            self._answer(200, json.dumps({"code": f"SLOW-{RemoteShop.counter:04d}"}))
         elif self.path == "/slow":
             time.sleep(1.5)
             self._answer(200, json.dumps({"code": "TOO-LATE"}))
@@ -79,8 +83,8 @@ def callbacks(settings):
 
 
 def remote_pool(url, **extra):
-    return PoolFactory(source=PoolSource.REMOTE, callback_url=url, callback_api_key="remote-secret",
-                       coupon_type="percentage", value="20.00", **extra)
+    fields = {"coupon_type": "percentage", "value": "20.00", **extra}
+    return PoolFactory(source=PoolSource.REMOTE, callback_url=url, callback_api_key="remote-secret", **fields)
 
 
 @pytest.mark.django_db
@@ -115,6 +119,18 @@ class TestRemotePools:
         assert words.lower() in error["message"].lower()
         assert Coupon.objects.filter(pool=pool).count() == 0
         assert not CustomerEvent.objects.filter(pool=pool).exists()
+
+    def test_nothing_is_asked_or_created_for_a_claim_that_would_be_refused(self, api, remote, callbacks):
+        from coupons.models import Customer
+
+        pool = remote_pool(f"{remote}/good", coupon_type="gift_card", value="50.00", currency="EUR")
+        Customer.objects.create(external_id="dollar", currency="USD")
+        refused = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "dollar"}, format="json")
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "currency_mismatch"
+        assert RemoteShop.received == []  # the remote system issued no code to lose
+        failing = remote_pool(f"{remote}/error")
+        assert api.post(f"/api/v1/coupon-pools/{failing.pk}/claim", {"customer": "brand-new"}, format="json").status_code == 502
+        assert not Customer.objects.filter(external_id="brand-new").exists()
 
     def test_callback_urls_to_internal_addresses_are_refused(self, api, remote, settings):
         settings.COUPON_CALLBACK_ALLOW_LOOPBACK = False
@@ -183,3 +199,30 @@ def test_fifty_parallel_claims_over_http_never_give_one_coupon_twice(gunicorn_se
     claimed = Coupon.objects.filter(pool=pool, status=CouponStatus.CLAIMED)
     assert claimed.count() == 40 and claimed.values("customer").distinct().count() == 40
     assert CustomerEvent.objects.filter(pool=pool, action="coupon_claim").count() == 40
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_claims_of_one_customer_on_an_aggregated_remote_pool_ask_for_one_code(remote, settings):
+    settings.COUPON_CALLBACK_ALLOW_LOOPBACK = True
+    settings.COUPON_CALLBACK_READ_TIMEOUT = 5
+    from django.db import connections
+
+    pool = remote_pool(f"{remote}/slow-good", aggregated=True)
+    key = api_key_create(name="Twice")[1]
+    barrier = threading.Barrier(2)
+
+    def claim():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        barrier.wait()
+        try:
+            response = client.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "anna"}, format="json")
+            return response.status_code, response.json()["code"]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        results = list(executor.map(lambda _: claim(), range(2)))
+    assert sorted(status for status, _ in results) == [200, 201]
+    assert len({code for _, code in results}) == 1 and len(RemoteShop.received) == 1
+    assert Coupon.objects.filter(pool=pool).count() == 1

@@ -199,7 +199,8 @@ class TestTransitions:
         customer = CustomerFactory()
         services.coupon_redeem(coupon=coupon, actor=actor, customer=customer)
         assert snapshot(coupon)[:2] == (S.REDEEMED, customer.pk) and coupon.claimed_at is not None
-        assert events(customer) == ["coupon_redeem"]
+        assert coupon.claims == 1  # it was claimed on the way: a claim event, then the redemption
+        assert sorted(events(customer)) == ["coupon_claim", "coupon_redeem"]
 
     def test_unassigned_bulk_coupon_cannot_be_redeemed_even_with_a_customer(self, actor):
         coupon = CouponFactory(pool=BulkPoolFactory())
