@@ -31,15 +31,7 @@ os.environ.update(
     LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost", CONN_MAX_AGE="600",
 )
 
-from benchlib import copy_codes  # noqa: E402
-
-
-def fresh_database():
-    import psycopg
-
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+from benchlib import copy_codes, fresh_database  # noqa: E402
 
 
 def free_port() -> int:
@@ -56,7 +48,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=6)
     args = parser.parse_args()
-    fresh_database()
+    fresh_database(SERVER, DATABASE)
 
     import django
 

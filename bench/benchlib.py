@@ -3,6 +3,15 @@
 import time
 
 
+def fresh_database(server: str, name: str) -> None:
+    """Drop and create the bench's own database on ``server``."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
 class _Rollback(Exception):
     pass
 

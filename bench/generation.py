@@ -33,15 +33,7 @@ os.environ.update(
 )
 
 
-from benchlib import copy_codes, vm_hwm_kb  # noqa: E402
-
-
-def fresh_database():
-    import psycopg
-
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
+from benchlib import copy_codes, fresh_database, vm_hwm_kb  # noqa: E402
 
 
 def main() -> None:
@@ -49,7 +41,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5_000_000)
     parser.add_argument("--filler", type=int, default=5_000_000)
     args = parser.parse_args()
-    fresh_database()
+    fresh_database(SERVER, DATABASE)
 
     import django
 

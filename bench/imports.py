@@ -33,17 +33,9 @@ os.environ.update(
     LOG_LEVEL="WARNING", MEDIA_ROOT=str(WORK / "media"),
 )
 
-from benchlib import copy_codes, vm_hwm_kb  # noqa: E402
+from benchlib import copy_codes, fresh_database, vm_hwm_kb  # noqa: E402
 
 ALPHABET = np.frombuffer(b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789", np.uint8)
-
-
-def fresh_database():
-    import psycopg
-
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DATABASE}"')
-        conn.execute(f'CREATE DATABASE "{DATABASE}"')
 
 
 def random_codes(count: int, rng) -> np.ndarray:
@@ -83,7 +75,7 @@ def main() -> None:
     parser.add_argument("--filler", type=int, default=0, help="other coupons in the database first")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    fresh_database()
+    fresh_database(SERVER, DATABASE)
 
     import django
 

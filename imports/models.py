@@ -97,6 +97,11 @@ class ImportJob(models.Model):
         return self.status in (ImportStatus.DONE, ImportStatus.FAILED)
 
     @property
+    def can_start(self) -> bool:
+        """Configured and started now, or again after a failure that imported nothing."""
+        return self.status == ImportStatus.UPLOADED or (self.status == ImportStatus.FAILED and not self.cursor)
+
+    @property
     def can_resume(self) -> bool:
         # FAILED is final: the file cannot be imported and nothing of it was.
         return self.status == ImportStatus.INTERRUPTED

@@ -188,7 +188,7 @@ def import_start(*, job: ImportJob, pool: CouponPool, options: Options, user=Non
         options = Options(delimiter=options.delimiter, has_header=options.has_header, encoding=options.encoding, mapping=mapping)
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if job.status not in (ImportStatus.UPLOADED, ImportStatus.FAILED) or job.cursor:
+        if not job.can_start:
             raise ImportRefused(f"Import #{job.pk} has started already.")
         job.pool = pool
         job.delimiter, job.has_header, job.encoding = options.delimiter, options.has_header, options.encoding

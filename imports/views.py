@@ -93,9 +93,6 @@ class ImportConfigureView(PermissionRequiredMixin, TemplateView):
         super().setup(request, *args, **kwargs)
         self.job = _job_visible(request.user, kwargs["pk"])
 
-    def startable(self) -> bool:
-        return self.job.status == ImportStatus.UPLOADED or (self.job.status == ImportStatus.FAILED and not self.job.cursor)
-
     def form_for(self, data=None):
         """The form (bound to ``data``, the choices so far, or showing the job's settings)
         and the preview of the first rows as they will be read."""
@@ -120,14 +117,15 @@ class ImportConfigureView(PermissionRequiredMixin, TemplateView):
             mapping = {name: form.cleaned_data[field] for name, field in ConfigureForm.MAPPED
                        if form.cleaned_data.get(field) is not None}
         # Without a code column the preview says why (e.g. the header names none).
-        preview = import_preview(self.job, Options(
-            reading.delimiter, reading.has_header, reading.encoding, mapping if "code" in mapping else None
-        ))
+        if "code" in mapping:
+            preview = import_preview(self.job, Options(reading.delimiter, reading.has_header, reading.encoding, mapping))
+        else:
+            preview = head  # read with these very options above
         form.read_as = _read_as_of(reading)
         return form, preview
 
     def get(self, request, pk):
-        if not self.startable():
+        if not self.job.can_start:
             return redirect("imports:detail", pk=self.job.pk)
         if request.htmx:
             form, preview = self.form_for(request.GET)
@@ -142,7 +140,7 @@ class ImportConfigureView(PermissionRequiredMixin, TemplateView):
         }
 
     def post(self, request, pk):
-        if not self.startable():
+        if not self.job.can_start:
             return redirect("imports:detail", pk=self.job.pk)
         form, preview = self.form_for(request.POST)
         if form.is_valid():
