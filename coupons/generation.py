@@ -2,27 +2,31 @@
 
 A batch is reserved against the pool's limits when it is created (under the pool's
 row lock, so parallel batches can never break them together), then filled chunk by
-chunk. Each chunk runs in one transaction that holds the batch row lock: it draws
-codes from the pattern engine (CSPRNG, excluded characters and phrases honoured),
-inserts them skipping any code that exists in any pool, and raises ``generated`` by
-exactly what was inserted. A worker killed mid-chunk therefore leaves the last
-committed chunk and a counter that matches it; resuming tops up to ``requested``.
+chunk. Each chunk runs in one transaction: it draws codes from the pattern engine
+(CSPRNG, excluded characters and phrases honoured), inserts them skipping any code that
+exists in any pool, and raises ``generated`` by exactly what was inserted, on condition
+that it stays within ``requested``. A worker killed mid-chunk therefore leaves the
+committed chunks and a counter that matches them; resuming tops up to ``requested``.
 
 On PostgreSQL a chunk is COPYed straight into the table, or through a staging table
 when it meets existing codes (see ``_insert_postgresql``): no ORM in the hot path,
-memory flat at about one chunk. SQLite takes a slower ``INSERT OR IGNORE`` path.
+memory flat at about one chunk per lane. Several chunks of a batch are written at once
+(``COUPON_GENERATION_LANES``, see ``generation_run``). SQLite takes a slower
+``INSERT OR IGNORE`` path, one chunk at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
 import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, When
 from django.utils import timezone
 
@@ -143,37 +147,148 @@ def _enqueue(batch: GenerationBatch) -> None:
 
 
 def generation_run(*, batch_id: int, progress=None) -> GenerationBatch:
-    """Fill the batch up to ``requested``, chunk by chunk; safe to run twice at once."""
+    """Fill the batch up to ``requested``, chunk by chunk; safe to run twice at once.
+
+    On PostgreSQL, outside a caller's transaction, ``COUPON_GENERATION_LANES`` chunks are
+    written at once, each by its own thread on its own connection: PostgreSQL spends a
+    core per COPY, and one COPY is what a single connection can do. Every chunk commits
+    with the counter that counts it, under a condition that the counter never passes
+    ``requested``; so lanes, and other runs of the same batch, can never overshoot.
+    """
     progress = progress or (lambda batch: None)
-    barren = 0  # chunks in a row that added nothing
     while True:
-        with transaction.atomic():
-            # Only the batch row is locked: claims on the pool go on meanwhile.
-            batch = GenerationBatch.objects.select_for_update(of=("self",)).select_related("pool").get(pk=batch_id)
-            if batch.status in (GenerationStatus.DONE, GenerationStatus.FAILED):
-                return batch
+        batch = GenerationBatch.objects.select_related("pool").get(pk=batch_id)
+        if batch.status in (GenerationStatus.DONE, GenerationStatus.FAILED):
+            return batch
+        if batch.generated >= batch.requested:
             now = timezone.now()
-            remaining = batch.requested - batch.generated
-            if remaining <= 0:
-                batch.status, batch.finished_at, batch.heartbeat_at = GenerationStatus.DONE, now, now
-                batch.save(update_fields=["status", "finished_at", "heartbeat_at"])
-                progress(batch)
-                return batch
-            pool = batch.pool
-            matrix = pool.compiled_pattern().generate_matrix(min(CHUNK, remaining))
-            inserted = _insert_codes(pool, matrix)
-            barren = 0 if inserted else barren + 1
-            if barren >= 3:
-                raise GenerationError(
-                    "No new codes could be made: nearly every combination of the pattern exists "
-                    "already (in this pool or another)."
-                )
-            batch.generated += inserted
-            batch.status = GenerationStatus.RUNNING
-            batch.started_at = batch.started_at or now
-            batch.heartbeat_at = timezone.now()  # when the chunk is done, not when it began
-            batch.save(update_fields=["generated", "status", "started_at", "heartbeat_at"])
-        progress(batch)
+            GenerationBatch.objects.filter(pk=batch_id).exclude(
+                status__in=[GenerationStatus.DONE, GenerationStatus.FAILED]
+            ).update(
+                status=GenerationStatus.DONE, finished_at=now, heartbeat_at=now
+            )
+            batch.refresh_from_db()
+            progress(batch)
+            return batch
+        _fill(batch, progress)  # returns when its share is made, or another run moved the batch on
+
+
+def _lanes() -> int:
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return 1  # SQLite has one writer; a caller's transaction must see every chunk
+    return max(1, settings.COUPON_GENERATION_LANES)
+
+
+class _Plan:
+    """What the lanes of one run share: the coupons still to start, under a lock."""
+
+    def __init__(self, batch: GenerationBatch, progress):
+        self.batch, self.progress = batch, progress
+        self.planned = batch.generated  # committed, plus what lanes are making now
+        self.stopped = False
+        self.lock = threading.Lock()
+
+    def take(self) -> int:
+        with self.lock:
+            if self.stopped:
+                return 0
+            size = min(CHUNK, self.batch.requested - self.planned)
+            self.planned += max(size, 0)
+            return max(size, 0)
+
+    def done(self, size: int, inserted: int, generated: int) -> None:
+        with self.lock:
+            self.planned -= size - inserted  # codes that met existing ones are made again
+            if generated > self.batch.generated:  # lanes commit in any order
+                self.batch.generated = generated
+                self.batch.status = GenerationStatus.RUNNING
+                self.progress(self.batch)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopped = True
+
+
+def _fill(batch: GenerationBatch, progress) -> None:
+    plan = _Plan(batch, progress)
+    lanes = _lanes()
+    if lanes == 1:
+        _lane(plan)
+        return
+    with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix=f"generation-{batch.pk}") as executor:
+        futures = [executor.submit(_threaded_lane, plan) for _ in range(lanes)]
+        try:
+            for future in as_completed(futures):
+                future.result()  # the first error stops the other lanes after their chunk
+        except BaseException:
+            plan.stop()
+            raise
+
+
+def _threaded_lane(plan: _Plan) -> None:
+    try:
+        _lane(plan)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def _lane(plan: _Plan) -> None:
+    barren = 0  # chunks in a row that added nothing
+    pool = plan.batch.pool
+    while size := plan.take():
+        committed = _chunk(plan.batch.pk, pool, size)
+        if committed is None:  # another run of this batch got there first, or it was stopped
+            plan.stop()
+            return
+        inserted, generated = committed
+        plan.done(size, inserted, generated)
+        barren = 0 if inserted else barren + 1
+        if barren >= 3:
+            plan.stop()
+            raise GenerationError(
+                "No new codes could be made: nearly every combination of the pattern exists "
+                "already (in this pool or another)."
+            )
+
+
+_COUNT = (
+    "UPDATE coupons_generationbatch SET generated = generated + %s, status = %s, "
+    "started_at = COALESCE(started_at, %s), heartbeat_at = %s "
+    "WHERE id = %s AND generated + %s <= requested AND status NOT IN (%s, %s) RETURNING generated"
+)
+
+
+def _chunk(batch_id: int, pool: CouponPool, size: int) -> tuple[int, int] | None:
+    """Make ``size`` codes and commit the new ones with the counter, in one transaction.
+
+    Returns (inserted, generated), or None, with nothing kept, when counting them would
+    take the batch past ``requested`` or the batch is done or failed. Only the batch row
+    is locked, and only from the count to the commit: claims on the pool go on meanwhile.
+    """
+    for attempt in range(5):
+        try:
+            with transaction.atomic():
+                matrix = pool.compiled_pattern().generate_matrix(size)
+                inserted = _insert_codes(pool, matrix)
+                now = timezone.now()
+                with connection.cursor() as cursor:
+                    cursor.execute(_COUNT, [
+                        inserted, GenerationStatus.RUNNING, now, now, batch_id, inserted,
+                        GenerationStatus.DONE, GenerationStatus.FAILED,
+                    ])
+                    row = cursor.fetchone()
+                if row is None:
+                    transaction.set_rollback(True)
+                    return None
+                return inserted, row[0]
+        except (OperationalError, psycopg.errors.DeadlockDetected) as exc:
+            # Parallel chunks that met on the same new codes: one gives way, nothing kept.
+            deadlock = isinstance(exc, psycopg.errors.DeadlockDetected) or isinstance(
+                exc.__cause__, psycopg.errors.DeadlockDetected
+            )
+            if not deadlock or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def generation_fail(*, batch_id: int, error: str) -> None:

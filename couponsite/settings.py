@@ -204,6 +204,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 # Codes per bulk generation chunk (one transaction each): memory stays about flat at this.
 COUPON_GENERATION_CHUNK = env.int("COUPON_GENERATION_CHUNK", default=250_000)
+# Chunks one batch writes at once on PostgreSQL, each on its own connection (PostgreSQL
+# spends one core per COPY; 1 turns the parallel path off).
+COUPON_GENERATION_LANES = env.int("COUPON_GENERATION_LANES", default=2)
 # CSV imports: the largest file accepted (bytes; uploads and import_coupons), and rows per
 # committed chunk (staging and inserting).
 COUPON_IMPORT_MAX_FILE_SIZE = env.int("COUPON_IMPORT_MAX_FILE_SIZE", default=1024 * 1024 * 1024)
