@@ -12,6 +12,8 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from couponsite.rawsql import fetch_instance, select_list
+
 from .models import ApiKey
 
 KEYWORD = "Api-Key"
@@ -32,15 +34,15 @@ def key_lookup(key: str) -> ApiKey | None:
     prefix, _, secret = key.partition(".")
     if not prefix or not secret:
         return None
-    # Every request runs this: a raw query (the ORM's query building cost more than the
+    # Every request runs this: one raw query (the ORM's query building cost more than the
     # database), with whether the key is limited to groups.
-    found = list(ApiKey.objects.raw(
-        "SELECT k.id, k.name, k.prefix, k.key_hash, k.revoked_at, k.last_used_at, "
+    api_key = fetch_instance(
+        ApiKey,
+        f"SELECT {select_list(ApiKey, 'k')}, "
         "EXISTS (SELECT 1 FROM api_apikey_groups g WHERE g.apikey_id = k.id) AS has_groups "
         "FROM api_apikey k WHERE k.prefix = %s",
-        [prefix],
-    ))
-    api_key = found[0] if found else None
+        [prefix], extra=("has_groups",),
+    )
     if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_key(key)):
         return None
     return api_key

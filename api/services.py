@@ -14,6 +14,7 @@ from coupons import services as coupon_services
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
+from couponsite.rawsql import fetch_instance, select_list
 from pools.models import CouponPool, CouponType, ModuleSettings
 from pools.selectors import terms_get
 
@@ -64,13 +65,11 @@ def pool_for_key(api_key: ApiKey, reference: str) -> CouponPool | None:
     visible, params = "", []
     if getattr(api_key, "has_groups", True):
         visible, params = " AND user_group_id IN (SELECT group_id FROM api_apikey_groups WHERE apikey_id = %s)", [api_key.pk]
-    pool = None
+    pool, select = None, f"SELECT {select_list(CouponPool)} FROM pools_couponpool"
     if reference.isascii() and reference.isdigit() and int(reference) < 2**63:
-        pool = next(iter(CouponPool.objects.raw(f"SELECT * FROM pools_couponpool WHERE id = %s{visible}",
-                                                [int(reference), *params])), None)
+        pool = fetch_instance(CouponPool, f"{select} WHERE id = %s{visible}", [int(reference), *params])
     if pool is None and reference:
-        pool = next(iter(CouponPool.objects.raw(f"SELECT * FROM pools_couponpool WHERE external_id = %s{visible}",
-                                                [reference, *params])), None)
+        pool = fetch_instance(CouponPool, f"{select} WHERE external_id = %s{visible}", [reference, *params])
     if pool is not None and pool.current_terms_id:
         pool.current_terms = terms_get(pool.current_terms_id, pool_id=pool.pk)
     return pool

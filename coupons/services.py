@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from couponsite.rawsql import fetch_instance, select_list
 from pools.models import CouponPool, CouponTerms, PoolSource
 from pools.patterns import PatternError
 from pools.selectors import terms_get
@@ -123,20 +124,28 @@ def _lock(coupon: Coupon) -> Coupon:
     )
 
 
+_EVENT_INSERT = (
+    "INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, "
+    "actor_label, data, created_at) "
+)
+_EVENT_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s"
+
+
 def _event(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> None:
     """Write one entry of the customer's event history (a plain INSERT: every action,
     and every API claim, writes one)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_EVENT_INSERT}VALUES ({_EVENT_VALUES})",
+                       _event_params(action, coupon=coupon, customer_id=customer_id, actor=actor, now=now, **data))
+
+
+def _event_params(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> list:
     fields = actor.event_fields()
     user = fields["actor_user"]
     payload = json.dumps({"code": coupon.code, **{k: _jsonable(v) for k, v in data.items()}})
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, "
-            "actor_label, data, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [customer_id, str(action), coupon.pk, coupon.pool_id, str(fields["actor_kind"]),
-             user.pk if user is not None else None, fields["actor_label"], payload,
-             connection.ops.adapt_datetimefield_value(now)],
-        )
+    return [customer_id, str(action), coupon.pk, coupon.pool_id, str(fields["actor_kind"]),
+            user.pk if user is not None else None, fields["actor_label"], payload,
+            connection.ops.adapt_datetimefield_value(now)]
 
 
 def _jsonable(value):
@@ -331,14 +340,18 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
     coupon.claimed_at = now
     coupon.expires_at = coupon.effective_terms.expires_at(now)
     coupon.claims = 1
-    with connection.cursor() as cursor:  # as Model.save(update_fields=...), without building the query
-        cursor.execute(
-            "UPDATE coupons_coupon SET status = %s, customer_id = %s, claimed_at = %s, expires_at = %s, claims = 1 "
-            "WHERE id = %s",
-            [int(S.CLAIMED), customer.pk, connection.ops.adapt_datetimefield_value(now),
-             connection.ops.adapt_datetimefield_value(coupon.expires_at), coupon.pk],
-        )
-    _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
+    # As Model.save(update_fields=...), without building the query.
+    update = "UPDATE coupons_coupon SET status = %s, customer_id = %s, claimed_at = %s, expires_at = %s, claims = 1 WHERE id = %s"
+    params = [int(S.CLAIMED), customer.pk, connection.ops.adapt_datetimefield_value(now),
+              connection.ops.adapt_datetimefield_value(coupon.expires_at), coupon.pk]
+    event = _event_params(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # the claim and its event in one statement: one round trip
+            cursor.execute(f"WITH claimed AS ({update} RETURNING id) {_EVENT_INSERT}SELECT {_EVENT_VALUES} FROM claimed",
+                           params + event)
+        else:
+            cursor.execute(update, params)
+            cursor.execute(f"{_EVENT_INSERT}VALUES ({_EVENT_VALUES})", event)
     coupon.pool = pool
     return coupon
 
@@ -349,9 +362,7 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
 # key past every claimed coupon (2,000 pages after 5,000 claims); the range can only be
 # read from the (pool, status, id) index, which starts right at the unassigned ones.
 _NEXT_UNASSIGNED = (
-    "SELECT c.id, c.pool_id, c.terms_id, c.code, c.shared_code, c.status, c.customer_id, c.claimed_at, "
-    "c.expires_at, c.usages, c.claims, c.balance, e.id AS effective_terms_id, e.version AS effective_version "
-    "FROM coupons_coupon c JOIN pools_couponterms t ON t.id = c.terms_id "
+    "SELECT {columns}, e.id AS effective_terms_id, e.version AS effective_version FROM coupons_coupon c JOIN pools_couponterms t ON t.id = c.terms_id "
     "JOIN pools_couponterms e ON e.id = COALESCE(t.effective_id, t.id) "
     "WHERE (c.pool_id, c.status, c.id) > (%s, %s, 0) AND (c.pool_id, c.status, c.id) < (%s, %s, 0) "
     "ORDER BY c.pool_id, c.status, c.id LIMIT 1{lock}"
@@ -363,10 +374,12 @@ def _next_unassigned(pool: CouponPool) -> Coupon | None:
     building (select_for_update + select_related cost more than the database did)."""
     lock = " FOR UPDATE OF c SKIP LOCKED" if connection.vendor == "postgresql" else ""
     status = int(S.UNASSIGNED)
-    found = list(Coupon.objects.raw(_NEXT_UNASSIGNED.format(lock=lock), [pool.pk, status, pool.pk, status + 1]))
-    if not found:
+    coupon = fetch_instance(
+        Coupon, _NEXT_UNASSIGNED.format(columns=select_list(Coupon, "c"), lock=lock),
+        [pool.pk, status, pool.pk, status + 1], extra=("effective_terms_id", "effective_version"),
+    )
+    if coupon is None:
         return None
-    coupon = found[0]
     terms = terms_get(coupon.effective_terms_id, pool_id=pool.pk, version=coupon.effective_version)
     terms.effective = terms
     coupon.terms = terms if terms.pk == coupon.terms_id else CouponTerms(pk=coupon.terms_id, effective=terms)
