@@ -43,6 +43,8 @@ def key_lookup(key: str) -> ApiKey | None:
         "FROM api_apikey k WHERE k.prefix = %s",
         [prefix], extra=("has_groups",),
     )
+    if api_key is not None:
+        api_key.has_groups = bool(api_key.has_groups)  # SQLite answers 0 or 1
     if api_key is None or not hmac.compare_digest(api_key.key_hash, hash_key(key)):
         return None
     return api_key

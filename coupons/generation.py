@@ -42,6 +42,7 @@ POOL_LIMIT = 100_000_000
 CHUNK = settings.COUPON_GENERATION_CHUNK
 STALE_AFTER = timedelta(minutes=2)  # no heartbeat for this long: the worker is gone
 QUEUED_TOO_LONG = timedelta(minutes=30)
+BARREN_CODES = 1_000  # codes drawn in a row that all existed already: the pattern is used up
 
 
 class GenerationError(Exception):
@@ -197,6 +198,8 @@ class _Plan:
             return max(size, 0)
 
     def done(self, size: int, inserted: int, generated: int) -> None:
+        """Account for a committed chunk and report progress (from the lane's thread,
+        one report at a time, in increasing order)."""
         with self.lock:
             self.planned -= size - inserted  # codes that met existing ones are made again
             if generated > self.batch.generated:  # lanes commit in any order
@@ -233,17 +236,18 @@ def _threaded_lane(plan: _Plan) -> None:
 
 
 def _lane(plan: _Plan) -> None:
-    barren = 0  # chunks in a row that added nothing
-    pool = plan.batch.pool
+    barren = 0  # codes drawn since the last chunk that added any
     while size := plan.take():
-        committed = _chunk(plan.batch.pk, pool, size)
+        committed = _chunk(plan.batch.pk, plan.batch.pool_id, size)
         if committed is None:  # another run of this batch got there first, or it was stopped
             plan.stop()
             return
         inserted, generated = committed
         plan.done(size, inserted, generated)
-        barren = 0 if inserted else barren + 1
-        if barren >= 3:
+        # Counted in codes, not chunks: the last chunks of a batch are small, and a few
+        # codes that all exist already say nothing about the pattern being used up.
+        barren = 0 if inserted else barren + size
+        if barren >= BARREN_CODES:
             plan.stop()
             raise GenerationError(
                 "No new codes could be made: nearly every combination of the pattern exists "
@@ -258,16 +262,19 @@ _COUNT = (
 )
 
 
-def _chunk(batch_id: int, pool: CouponPool, size: int) -> tuple[int, int] | None:
+def _chunk(batch_id: int, pool_id: int, size: int) -> tuple[int, int] | None:
     """Make ``size`` codes and commit the new ones with the counter, in one transaction.
 
     Returns (inserted, generated), or None, with nothing kept, when counting them would
     take the batch past ``requested`` or the batch is done or failed. Only the batch row
     is locked, and only from the count to the commit: claims on the pool go on meanwhile.
+    The pool is read for every chunk: its excluded phrases and its terms may be edited
+    while a batch runs, and the next chunk follows them.
     """
     for attempt in range(5):
         try:
             with transaction.atomic():
+                pool = CouponPool.objects.get(pk=pool_id)
                 matrix = pool.compiled_pattern().generate_matrix(size)
                 inserted = _insert_codes(pool, matrix)
                 now = timezone.now()
@@ -300,8 +307,8 @@ def generation_fail(*, batch_id: int, error: str) -> None:
 def generation_mark_interrupted(*, now=None) -> int:
     """Batches whose worker stopped sending heartbeats (killed, machine gone), and
     batches still queued long after they were created (the worker died before the first
-    chunk committed). Resuming one that was only slow is harmless: runs of the same
-    batch take turns on its row lock and stop at ``requested``."""
+    chunk committed). Resuming one that was only slow is harmless: every chunk of every
+    run of the batch counts itself only if the count stays within ``requested``."""
     now = now or timezone.now()
     stale = GenerationBatch.objects.filter(
         Q(status=GenerationStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)

@@ -4,7 +4,9 @@
 and which converters apply; on the claim path that cost more than the query itself.
 Here that is worked out once per model and connection, and the row is read with a
 plain cursor. The query selects ``select_list(Model)`` first, then any extra columns,
-which become attributes of the instance.
+which become attributes of the instance. Columns are matched by position (checked by
+count). The query runs on the default database, and its parameters are passed to the
+driver as they are (ints and strings on the claim path).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def fetch_instance(model: type[Model], sql: str, params, extra: tuple[str, ...] 
     if row is None:
         return None
     names, converters = _plan(connection, model)
+    if len(row) != len(names) + len(extra):
+        raise ValueError(f"Expected {len(names)} columns of {model.__name__} and {len(extra)} extra, got {len(row)}.")
     values = list(row[: len(names)])
     for index, column, functions in converters:
         for convert in functions:

@@ -16,7 +16,7 @@ from coupons import generation
 from coupons.generation import GenerationError, generation_run, generation_start
 from coupons.models import Coupon, CouponStatus, GenerationBatch, GenerationStatus
 from coupons.services import Actor, CouponActionError, coupon_claim
-from pools.models import PoolSource
+from pools.models import CouponPool, PoolSource
 from pools.patterns.parsing import Pattern
 from pools.services import pool_update
 from tests.conftest import start_worker
@@ -279,7 +279,7 @@ class TestParallelLanes:
         assert progress == sorted(progress) and progress[-1] == 9_000
 
     def test_codes_that_meet_existing_ones_are_topped_up_across_lanes(self, monkeypatch):
-        self.lanes_seen(monkeypatch, lanes=2, chunk=300)
+        backends = self.lanes_seen(monkeypatch, lanes=2, chunk=30)
         pool = BulkPoolFactory(pattern="DN-####")  # 10,000 combinations: at most 100
         other = PoolFactory(source=PoolSource.UPLOADED)
         taken = [f"DN-{n:04d}" for n in range(0, 10_000, 2)]  # half the combinations, in another pool
@@ -287,6 +287,7 @@ class TestParallelLanes:
         batch = generate(pool, 100)
         assert batch.generated == Coupon.objects.filter(pool=pool).count() == 100
         assert Coupon.objects.values("code").distinct().count() == Coupon.objects.count() == 5_100
+        assert len(backends) == 2
 
     def test_a_failing_lane_stops_the_run_and_the_count_matches_the_table(self, monkeypatch):
         self.lanes_seen(monkeypatch, lanes=2, chunk=500)
@@ -308,8 +309,10 @@ class TestParallelLanes:
         assert 0 < batch.generated < 20_000
         assert Coupon.objects.filter(pool=pool).count() == batch.generated
 
-    def test_a_deadlocked_chunk_is_made_again(self, monkeypatch):
+    @pytest.mark.parametrize("wrapped", [False, True], ids=["from COPY (psycopg's own)", "from execute (Django's)"])
+    def test_a_deadlocked_chunk_is_made_again(self, monkeypatch, wrapped):
         import psycopg
+        from django.db import OperationalError
 
         self.lanes_seen(monkeypatch, lanes=2, chunk=400)
         insert = generation._insert_codes
@@ -319,7 +322,10 @@ class TestParallelLanes:
             calls.append(1)
             if len(calls) == 2:
                 insert(pool, matrix)  # written, then rolled back with the chunk
-                raise psycopg.errors.DeadlockDetected("deadlock detected")
+                deadlock = psycopg.errors.DeadlockDetected("deadlock detected")
+                if wrapped:
+                    raise OperationalError("deadlock detected") from deadlock
+                raise deadlock
             return insert(pool, matrix)
 
         monkeypatch.setattr(generation, "_insert_codes", deadlocking)
@@ -327,6 +333,24 @@ class TestParallelLanes:
         batch = generate(pool, 2_000)
         assert (batch.status, batch.generated) == (GenerationStatus.DONE, 2_000)
         assert Coupon.objects.filter(pool=pool).count() == 2_000
+
+    def test_each_chunk_follows_the_pools_current_phrases(self, monkeypatch):
+        self.lanes_seen(monkeypatch, lanes=2, chunk=500)
+        insert = generation._insert_codes
+        pool = BulkPoolFactory(pattern="PH-######")  # at most 10,000
+        seen = []
+
+        def edited_meanwhile(pool_, matrix):
+            seen.append(pool_.excluded_phrases)
+            if len(seen) == 2:  # an editor excludes a phrase while the batch runs
+                CouponPool.objects.filter(pk=pool.pk).update(excluded_phrases="77")
+            return insert(pool_, matrix)
+
+        monkeypatch.setattr(generation, "_insert_codes", edited_meanwhile)
+        batch = generate(pool, 5_000)
+        assert batch.generated == 5_000 and seen[0] == "" and seen[-1] == "77"
+        last = Coupon.objects.filter(pool=pool).order_by("-id")[:400]  # the last chunk's codes
+        assert not [c.code for c in last if "77" in c.code]
 
     def test_a_batch_failed_meanwhile_stops_the_lanes(self, monkeypatch):
         self.lanes_seen(monkeypatch, lanes=2, chunk=200)
@@ -383,6 +407,20 @@ class TestReviewedEdges:
         monkeypatch.setattr(generation, "_insert_codes", lambda pool, matrix: 0)  # every code taken
         with pytest.raises(GenerationError, match="No new codes could be made"):
             generation_run(batch_id=batch.pk)
+
+    def test_a_few_taken_codes_at_the_end_of_a_batch_are_not_a_used_up_pattern(self, monkeypatch):
+        pool = BulkPoolFactory()
+        batch = generation_start(pool=pool, count=1, enqueue=False)
+        insert, misses = generation._insert_codes, []
+
+        def taken_five_times(pool, matrix):
+            if len(misses) < 5:  # the last code drawn exists already, five times in a row
+                misses.append(len(matrix))
+                return 0
+            return insert(pool, matrix)
+
+        monkeypatch.setattr(generation, "_insert_codes", taken_five_times)
+        assert generation_run(batch_id=batch.pk).generated == 1 and misses == [1] * 5
 
     def test_the_watchdog_finds_batches_stuck_in_the_queue(self):
         pool = BulkPoolFactory()
