@@ -265,6 +265,21 @@ class TestParallelLanes:
         monkeypatch.setattr(generation, "_insert_codes", recording)
         return seen
 
+    @staticmethod
+    def fail_insert(monkeypatch, *, call, error, write_first=False):
+        """The ``call``-th chunk's insert raises ``error()``, after writing its codes if asked."""
+        insert, calls = generation._insert_codes, []
+
+        def failing(pool, matrix):
+            calls.append(1)
+            if len(calls) == call:
+                if write_first:
+                    insert(pool, matrix)
+                raise error()
+            return insert(pool, matrix)
+
+        monkeypatch.setattr(generation, "_insert_codes", failing)
+
     def test_lanes_end_with_exactly_the_requested_count(self, monkeypatch):
         backends = self.lanes_seen(monkeypatch, lanes=3, chunk=997)
         pool = BulkPoolFactory(pattern="LN-######")  # at most 10,000
@@ -291,16 +306,7 @@ class TestParallelLanes:
 
     def test_a_failing_lane_stops_the_run_and_the_count_matches_the_table(self, monkeypatch):
         self.lanes_seen(monkeypatch, lanes=2, chunk=500)
-        insert = generation._insert_codes
-        calls = []
-
-        def failing(pool, matrix):
-            calls.append(1)
-            if len(calls) == 4:
-                raise RuntimeError("disk full")
-            return insert(pool, matrix)
-
-        monkeypatch.setattr(generation, "_insert_codes", failing)
+        self.fail_insert(monkeypatch, call=4, error=lambda: RuntimeError("disk full"))
         pool = BulkPoolFactory()
         batch = generation_start(pool=pool, count=20_000, enqueue=False)
         with pytest.raises(RuntimeError, match="disk full"):
@@ -315,20 +321,17 @@ class TestParallelLanes:
         from django.db import OperationalError
 
         self.lanes_seen(monkeypatch, lanes=2, chunk=400)
-        insert = generation._insert_codes
-        calls = []
 
-        def deadlocking(pool, matrix):
-            calls.append(1)
-            if len(calls) == 2:
-                insert(pool, matrix)  # written, then rolled back with the chunk
-                deadlock = psycopg.errors.DeadlockDetected("deadlock detected")
-                if wrapped:
-                    raise OperationalError("deadlock detected") from deadlock
-                raise deadlock
-            return insert(pool, matrix)
+        def deadlock():
+            error = psycopg.errors.DeadlockDetected("deadlock detected")
+            if wrapped:  # as Django's cursor wrapper raises it
+                wrapper = OperationalError("deadlock detected")
+                wrapper.__cause__ = error
+                return wrapper
+            return error
 
-        monkeypatch.setattr(generation, "_insert_codes", deadlocking)
+        # The codes are written, then rolled back with the chunk.
+        self.fail_insert(monkeypatch, call=2, error=deadlock, write_first=True)
         pool = BulkPoolFactory()
         batch = generate(pool, 2_000)
         assert (batch.status, batch.generated) == (GenerationStatus.DONE, 2_000)
