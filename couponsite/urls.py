@@ -6,13 +6,14 @@ from django.views.generic import RedirectView
 from api.ui import ApiKeysView
 
 urlpatterns = [
+    # First: every API request is resolved against the patterns before its own.
+    path("api/", include("api.urls")),
     path("", RedirectView.as_view(pattern_name="pools:list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("pools/", include("pools.urls")),
     path("", include("coupons.urls")),
     path("imports/", include("imports.urls")),
-    path("api/", include("api.urls")),
     path("settings/api-keys/", ApiKeysView.as_view(), name="api_keys"),
     path("admin/", admin.site.urls),
 ]
