@@ -62,6 +62,9 @@ class BulkOperationAdmin(ReadOnlyAdmin):
     list_filter = ("action", "status")
     exclude = ("items",)
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("items")  # up to 50,000 items, never shown
+
 
 @admin.register(BulkOperationError)
 class BulkOperationErrorAdmin(ReadOnlyAdmin):

@@ -146,8 +146,11 @@ class CouponSerializer(serializers.Serializer):
         return None if balance is None else str(balance)
 
 
+_DATETIME = serializers.DateTimeField()
+
+
 def _iso(moment):
-    return None if moment is None else serializers.DateTimeField().to_representation(moment)
+    return None if moment is None else _DATETIME.to_representation(moment)
 
 
 class ClaimSerializer(serializers.Serializer):

@@ -15,7 +15,7 @@ from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
 from couponsite.rawsql import fetch_instance, select_list
-from pools.models import CouponPool, CouponType, ModuleSettings
+from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
 from pools.selectors import terms_get
 
 from .auth import hash_key, new_key, pool_visibility_for_key
@@ -173,8 +173,6 @@ def event_record(*, api_key: ApiKey, customer_id: str, action: str, data: dict) 
 
 
 def bulk_start(*, api_key: ApiKey, pool: CouponPool, action: str, items: list[dict]) -> BulkOperation:
-    from pools.models import PoolSource
-
     if action == BulkOperation.Action.ADD and pool.source != PoolSource.UPLOADED:
         raise CouponActionError(
             f"Coupons can be added only to uploaded pools; \u201c{pool.name}\u201d is {pool.get_source_display().lower()}.",
@@ -205,7 +203,8 @@ def bulk_run(*, operation_id: int) -> BulkOperation:
     items = operation.items
     while operation.cursor < len(items):
         with transaction.atomic():
-            operation = BulkOperation.objects.select_for_update().select_related("pool", "api_key").get(pk=operation.pk)
+            # The items were read once above: not again (up to 50,000) for every chunk.
+            operation = BulkOperation.objects.select_for_update().select_related("pool").defer("items").get(pk=operation.pk)
             start, end = operation.cursor, min(operation.cursor + BULK_CHUNK, len(items))
             errors = []
             for index in range(start, end):
@@ -327,8 +326,8 @@ def coupon_check(coupon: Coupon, basket: dict) -> Validation:
     total: Decimal = basket["total"]
     reasons: list[tuple[str, str]] = []
     now = timezone.now()
-    usable = (S.CLAIMED, S.PARTIALLY_REDEEMED) if terms.is_gift_card else (S.CLAIMED,)
-    if coupon.status == S.UNASSIGNED and coupon.pool.source == "uploaded":
+    usable = coupon_services.RULES["redeem_gift_card" if terms.is_gift_card else "redeem"].allowed
+    if coupon.status == S.UNASSIGNED and coupon.pool.source == PoolSource.UPLOADED:
         pass  # an uploaded coupon can be redeemed directly with a customer (SPEC 2)
     elif coupon.status not in usable:
         reasons.append(("status", f"The coupon is {CouponStatus(coupon.status).label.lower()}."))

@@ -336,7 +336,7 @@ class BulkStatusView(KeyedView):
     def operation_or_404(self, batch_id: int) -> BulkOperation:
         operation = BulkOperation.objects.filter(
             pk=batch_id, pool__in=services.pools_for_key(self.request.user)
-        ).first()
+        ).defer("items").first()
         if operation is None:
             raise ApiError(f"No bulk operation #{batch_id}.", code="not_found", type="not_found", status_code=404)
         return operation

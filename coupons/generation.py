@@ -158,7 +158,7 @@ def generation_run(*, batch_id: int, progress=None) -> GenerationBatch:
     """
     progress = progress or (lambda batch: None)
     while True:
-        batch = GenerationBatch.objects.select_related("pool").get(pk=batch_id)
+        batch = GenerationBatch.objects.get(pk=batch_id)  # the chunks read the pool themselves
         if batch.status in (GenerationStatus.DONE, GenerationStatus.FAILED):
             return batch
         if batch.generated >= batch.requested:
@@ -193,9 +193,9 @@ class _Plan:
         with self.lock:
             if self.stopped:
                 return 0
-            size = min(CHUNK, self.batch.requested - self.planned)
-            self.planned += max(size, 0)
-            return max(size, 0)
+            size = max(0, min(CHUNK, self.batch.requested - self.planned))
+            self.planned += size
+            return size
 
     def done(self, size: int, inserted: int, generated: int) -> None:
         """Account for a committed chunk and report progress (from the lane's thread,

@@ -129,14 +129,14 @@ _EVENT_INSERT = (
     "actor_label, data, created_at) "
 )
 _EVENT_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s"
+_EVENT_ROW = f"{_EVENT_INSERT}VALUES ({_EVENT_VALUES})"
 
 
 def _event(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> None:
     """Write one entry of the customer's event history (a plain INSERT: every action,
     and every API claim, writes one)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"{_EVENT_INSERT}VALUES ({_EVENT_VALUES})",
-                       _event_params(action, coupon=coupon, customer_id=customer_id, actor=actor, now=now, **data))
+        cursor.execute(_EVENT_ROW, _event_params(action, coupon=coupon, customer_id=customer_id, actor=actor, now=now, **data))
 
 
 def _event_params(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> list:
@@ -146,6 +146,15 @@ def _event_params(action: str, *, coupon: Coupon, customer_id: int, actor: Actor
     return [customer_id, str(action), coupon.pk, coupon.pool_id, str(fields["actor_kind"]),
             user.pk if user is not None else None, fields["actor_label"], payload,
             connection.ops.adapt_datetimefield_value(now)]
+
+
+def _give(coupon: Coupon, customer: Customer, terms, now) -> None:
+    """Make an unassigned coupon the customer's (claim, assign, redeem on an unassigned
+    coupon); the caller saves it. The coupon's own terms decide the currency (an older
+    coupon may keep an older one) and the expiry."""
+    _check_currency(terms, customer)
+    coupon.status, coupon.customer, coupon.claimed_at, coupon.claims = S.CLAIMED, customer, now, 1
+    coupon.expires_at = terms.expires_at(now)
 
 
 def _jsonable(value):
@@ -245,7 +254,8 @@ def _claim_remote(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
     """
     from pools.remote import RemoteCodeError, fetch_remote_code
 
-    pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
+    if not CouponPool.current_terms.is_cached(pool):  # a caller that loaded it saves a query
+        pool = CouponPool.objects.select_related("current_terms").get(pk=pool.pk)
     _check_currency(pool.current_terms, customer)
     with _one_remote_claim_at_a_time(pool, customer):
         if customer.pk is None:  # created meanwhile, e.g. by the claim we waited for
@@ -333,13 +343,7 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
         coupon = _new_generated_coupon(pool, terms)
     else:  # pragma: no cover - coupon_claim sends remote pools to _claim_remote
         raise CouponActionError("Remote pools issue coupons through their callback URL.", code="remote_pool")
-    # The coupon's own terms decide (an older coupon may keep an older currency).
-    _check_currency(coupon.effective_terms, customer)
-    coupon.status = S.CLAIMED
-    coupon.customer = customer
-    coupon.claimed_at = now
-    coupon.expires_at = coupon.effective_terms.expires_at(now)
-    coupon.claims = 1
+    _give(coupon, customer, coupon.effective_terms, now)
     # As Model.save(update_fields=...), without building the query.
     update = "UPDATE coupons_coupon SET status = %s, customer_id = %s, claimed_at = %s, expires_at = %s, claims = 1 WHERE id = %s"
     params = [int(S.CLAIMED), customer.pk, connection.ops.adapt_datetimefield_value(now),
@@ -351,7 +355,7 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
                            params + event)
         else:
             cursor.execute(update, params)
-            cursor.execute(f"{_EVENT_INSERT}VALUES ({_EVENT_VALUES})", event)
+            cursor.execute(_EVENT_ROW, event)
     coupon.pool = pool
     return coupon
 
@@ -435,10 +439,8 @@ def coupon_assign(*, coupon: Coupon, customer: Customer, actor: Actor) -> Coupon
     """Give this unassigned coupon to the customer (a claim of a chosen coupon)."""
     coupon = _lock(coupon)
     RULES["assign"].check(coupon)
-    _check_currency(coupon.effective_terms, customer)
     now = timezone.now()
-    coupon.status, coupon.customer, coupon.claimed_at, coupon.claims = S.CLAIMED, customer, now, 1
-    coupon.expires_at = coupon.effective_terms.expires_at(now)
+    _give(coupon, customer, coupon.effective_terms, now)
     coupon.save(update_fields=["status", "customer", "claimed_at", "expires_at", "claims"])
     _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
     return coupon
@@ -521,9 +523,7 @@ def coupon_redeem(
         and customer is not None
         and coupon.pool.source == PoolSource.UPLOADED
     ):
-        _check_currency(terms, customer)
-        coupon.status, coupon.customer, coupon.claimed_at, coupon.claims = S.CLAIMED, customer, now, 1
-        coupon.expires_at = terms.expires_at(now)
+        _give(coupon, customer, terms, now)
         _event(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now, on_redeem=True)
     elif customer is not None and coupon.customer_id and coupon.customer_id != customer.pk:
         raise CouponActionError(

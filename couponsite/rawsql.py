@@ -11,12 +11,15 @@ driver as they are (ints and strings on the claim path).
 
 from __future__ import annotations
 
+import functools
+
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 
 
+@functools.cache
 def select_list(model: type[Model], alias: str = "") -> str:
-    """Every concrete column of ``model``, in field order, for a SELECT."""
+    """Every concrete column of ``model``, in field order, for a SELECT (built once)."""
     prefix = f"{alias}." if alias else ""
     return ", ".join(f'{prefix}"{field.column}"' for field in model._meta.concrete_fields)
 

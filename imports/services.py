@@ -150,14 +150,14 @@ def import_preview(job: ImportJob, options: Options) -> Preview:
             first = head_rows(raw, options, limit=1)
         except FileProblem as exc:
             return Preview(columns=[], header_mapping={}, rows=[], problem=str(exc))
-    width = len(first[0]) if first else 1
-    if options.has_header and first:
-        columns = [f"{index + 1}: {cell.strip() or '(no name)'}" for index, cell in enumerate(first[0])]
-        named = header_mapping(first[0])
-    else:
-        columns = [f"Column {index + 1}" for index in range(width)]
-        named = {}
-    with job.file.open("rb") as raw:
+        width = len(first[0]) if first else 1
+        if options.has_header and first:
+            columns = [f"{index + 1}: {cell.strip() or '(no name)'}" for index, cell in enumerate(first[0])]
+            named = header_mapping(first[0])
+        else:
+            columns = [f"Column {index + 1}" for index in range(width)]
+            named = {}
+        raw.seek(0)  # the same open file, read again from the start
         try:
             rows = list(islice(read_records(raw, options), PREVIEW_ROWS))
         except FileProblem as exc:

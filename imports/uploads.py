@@ -1,7 +1,8 @@
 """Uploads larger than the import limit are stopped while they arrive, not after."""
 
-from django.conf import settings
 from django.core.files.uploadhandler import StopUpload, TemporaryFileUploadHandler
+
+from .services import max_file_size
 
 
 class LimitedUploadHandler(TemporaryFileUploadHandler):
@@ -11,7 +12,7 @@ class LimitedUploadHandler(TemporaryFileUploadHandler):
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         self.request.upload_too_large = False
         # The body holds the form's other fields too: only a clearly larger one is cut early.
-        self.announced_too_large = bool(content_length) and content_length > _limit() + 64 * 1024
+        self.announced_too_large = bool(content_length) and content_length > max_file_size() + 64 * 1024
 
     def new_file(self, *args, **kwargs):
         if self.announced_too_large:
@@ -19,7 +20,7 @@ class LimitedUploadHandler(TemporaryFileUploadHandler):
         return super().new_file(*args, **kwargs)
 
     def receive_data_chunk(self, raw_data, start):
-        if start + len(raw_data) > _limit():
+        if start + len(raw_data) > max_file_size():
             self._stop()
         return super().receive_data_chunk(raw_data, start)
 
@@ -28,5 +29,3 @@ class LimitedUploadHandler(TemporaryFileUploadHandler):
         raise StopUpload(connection_reset=False)
 
 
-def _limit() -> int:
-    return settings.COUPON_IMPORT_MAX_FILE_SIZE
