@@ -152,20 +152,10 @@ class PoolClaimView(KeyedView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            if pool.source == "remote":
-                # No transaction around the remote system's answer; a new customer is
-                # created with the coupon, so a failed claim creates nothing.
-                external_id = data["customer"].strip()
-                customer = Customer.objects.filter(external_id=external_id).first() or Customer(
-                    external_id=external_id, email=data.get("email", ""), currency=data.get("currency", "").upper()
-                )
-                coupon = coupon_services.coupon_claim(pool=pool, customer=customer, actor=services.actor_of(request.user))
-            else:
-                with transaction.atomic():  # a new customer and the claim: one commit
-                    customer = services.customer_get_or_create(data["customer"], email=data.get("email", ""),
-                                                               currency=data.get("currency", ""))
-                    coupon = coupon_services.coupon_claim(pool=pool, customer=customer, savepoint=False,
-                                                          actor=services.actor_of(request.user))
+            coupon = coupon_services.coupon_claim_for(
+                pool=pool, external_id=data["customer"], email=data.get("email", ""),
+                currency=data.get("currency", ""), actor=services.actor_of(request.user),
+            )
         except CouponActionError as exc:
             raise refused(exc) from None
         # An aggregated pool answers a repeat claim with the coupon the customer holds.

@@ -1,5 +1,6 @@
 """Every endpoint of the JSON API, success and error paths, through Django's test client."""
 
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,6 +11,7 @@ from api.models import ApiKey, BulkOperation
 from api.services import api_key_create, api_key_revoke, bulk_run
 from coupons.models import Coupon, CouponStatus, Customer, CustomerEvent
 from pools.models import CouponPool, ModuleSettings, PoolSource, Product, Store
+from pools.services import UpdateMethod, pool_update
 from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, GroupFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -152,6 +154,61 @@ class TestClaim:
         assert missing.status_code == 400 and error(missing)["message"].startswith("customer:")
         garbage = api.generic("POST", f"/api/v1/coupon-pools/{pool.pk}/claim", "{not json", content_type="application/json")
         assert garbage.status_code == 400 and error(garbage)["code"] == "malformed_json"
+
+    def test_a_plain_claim_is_one_statement_after_the_key_and_the_pool(self, api, django_assert_num_queries):
+        pool = PoolFactory(expiration_period_count=30, expiration_period_unit="day")
+        CouponFactory(pool=pool, code="ONE-1"), CouponFactory(pool=pool, code="ONE-2")
+        # The key's first use writes its last-used time, and the pool's terms are cached.
+        assert api.get(f"/api/v1/coupon-pools/{pool.pk}").status_code == 200
+        url = f"/api/v1/coupon-pools/{pool.pk}/claim"
+        with django_assert_num_queries(3):  # the key, the pool, the claim
+            response = api.post(url, {"customer": " solo ", "email": "s@example.com", "currency": "eur"}, format="json")
+        assert response.status_code == 201, response.json()
+        coupon, customer = Coupon.objects.get(code="ONE-1"), Customer.objects.get(external_id="solo")
+        assert (customer.email, customer.currency) == ("s@example.com", "EUR")
+        assert (coupon.status, coupon.customer, coupon.claims) == (S.CLAIMED, customer, 1)
+        assert coupon.expires_at == coupon.claimed_at + timedelta(days=30)
+        body = response.json()
+        assert (body["customer"], body["claims"], body["value"]) == ("solo", 1, "10.00")
+        assert datetime.fromisoformat(body["expires_at"]) == coupon.expires_at
+        event = CustomerEvent.objects.get(coupon=coupon)
+        assert (event.customer, event.pool_id, event.action, event.data) == (customer, pool.pk, "coupon_claim", {"code": "ONE-1"})
+        assert (event.actor_kind, event.actor_label, event.created_at) == ("api_key", "API key Web shop", coupon.claimed_at)
+        with django_assert_num_queries(3):  # a known customer: the same statement finds it
+            again = api.post(url, {"customer": "solo", "email": "other@example.com"}, format="json")
+        assert again.json()["code"] == "ONE-2" and Customer.objects.filter(external_id="solo").count() == 1
+        assert Customer.objects.get(external_id="solo").email == "s@example.com"
+
+    def test_an_older_coupon_keeps_its_own_terms_and_an_updated_one_follows_the_new(self, api):
+        pool = PoolFactory(expiration_period_count=10, expiration_period_unit="day")
+        CouponFactory(pool=pool, code="KEEP-1")
+        pool, _ = pool_update(pool=pool, actor=None, value=Decimal("20.00"), expiration_period_count=90)  # update none
+        CouponFactory(pool=pool, code="NEW-1")
+        url = f"/api/v1/coupon-pools/{pool.pk}/claim"
+        kept = api.post(url, {"customer": "a"}, format="json").json()
+        assert (kept["code"], kept["value"]) == ("KEEP-1", "10.00")
+        coupon = Coupon.objects.get(code="KEEP-1")
+        assert coupon.expires_at == coupon.claimed_at + timedelta(days=10)
+        new = api.post(url, {"customer": "b"}, format="json").json()
+        assert (new["code"], new["value"]) == ("NEW-1", "20.00")
+        CouponFactory(pool=pool, code="FOLLOW-1")
+        pool, _ = pool_update(pool=pool, actor=None, update_method=UpdateMethod.ALL, value=Decimal("30.00"), expiration_period_count=5)
+        followed = api.post(url, {"customer": "c"}, format="json").json()
+        assert (followed["code"], followed["value"]) == ("FOLLOW-1", "30.00")
+        coupon = Coupon.objects.get(code="FOLLOW-1")
+        assert coupon.terms_id != pool.current_terms_id and coupon.expires_at == coupon.claimed_at + timedelta(days=5)
+        assert Customer.objects.filter(external_id__in=["a", "b", "c"]).count() == 3
+
+    def test_a_refused_claim_creates_no_customer(self, api):
+        pool = PoolFactory()
+        CouponFactory(pool=pool, code="LAST-1")
+        url = f"/api/v1/coupon-pools/{pool.pk}/claim"
+        assert api.post(url, {"customer": "first"}, format="json").status_code == 201
+        refused = api.post(url, {"customer": "second"}, format="json")
+        assert refused.status_code == 409 and error(refused)["code"] == "pool_empty"
+        assert not Customer.objects.filter(external_id="second").exists()
+        blank = api.post(url, {"customer": "   "}, format="json")
+        assert blank.status_code == 400 and not Customer.objects.filter(external_id="").exists()
 
     def test_a_generated_pool_makes_a_code_per_claim(self, api):
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="GEN-######")

@@ -226,3 +226,43 @@ def test_two_claims_of_one_customer_on_an_aggregated_remote_pool_ask_for_one_cod
     assert sorted(status for status, _ in results) == [200, 201]
     assert len({code for _, code in results}) == 1 and len(RemoteShop.received) == 1
     assert Coupon.objects.filter(pool=pool).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("other_request", ["commits", "rolls back"])
+def test_a_claim_for_a_customer_another_request_is_creating_waits_and_claims_once(other_request):
+    """The one-statement claim cannot see a customer row committed while it waited on
+    it (its snapshot is older): it writes nothing, and the general path claims."""
+    from django.db import connections, transaction
+
+    from coupons.models import Customer
+    from coupons.services import Actor, coupon_claim_for
+
+    pool = PoolFactory(name="Race")
+    CouponFactory(pool=pool, code="RACE-1"), CouponFactory(pool=pool, code="RACE-2")
+    outcome = {}
+
+    def claim():
+        try:
+            outcome["coupon"] = coupon_claim_for(pool=pool, external_id="racer", actor=Actor.system())
+        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    claimer = threading.Thread(target=claim)
+    with transaction.atomic():
+        Customer.objects.create(external_id="racer", email="first@example.com")
+        claimer.start()
+        time.sleep(0.5)
+        waited = claimer.is_alive()  # on the customer row of this open transaction
+        if other_request == "rolls back":
+            transaction.set_rollback(True)
+    claimer.join(timeout=30)
+    assert waited and "error" not in outcome, outcome
+    customer = Customer.objects.get(external_id="racer")
+    assert customer.email == ("first@example.com" if other_request == "commits" else "")
+    coupon = Coupon.objects.get(code="RACE-1")
+    assert (coupon.status, coupon.customer_id, outcome["coupon"].customer.pk) == (CouponStatus.CLAIMED, customer.pk, customer.pk)
+    assert Coupon.objects.get(code="RACE-2").status == CouponStatus.UNASSIGNED
+    assert CustomerEvent.objects.filter(pool=pool, action="coupon_claim").count() == 1
