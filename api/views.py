@@ -83,11 +83,36 @@ class KeyedView(APIView):
 # --- pools --------------------------------------------------------------------------------
 
 
+class PoolCursor(CursorPagination):
+    ordering = "id"
+    page_size = 100
+    page_size_query_param = "limit"
+    max_page_size = 1000
+
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description="Page size (at most 1000)"),
+    OpenApiParameter("cursor", str, description="From the previous page's next/previous link"),
+]
+
+
+def page_of(name: str, serializer) -> serializers.Serializer:
+    """The schema of a cursor page (``CursorPagination.get_paginated_response``)."""
+    return inline_serializer(name, {
+        "next": serializers.URLField(allow_null=True, help_text="The next page, or null"),
+        "previous": serializers.URLField(allow_null=True),
+        "results": serializer,
+    })
+
+
 class PoolListView(KeyedView):
-    @extend_schema(responses={200: PoolSerializer(many=True), **ERRORS}, summary="List coupon pools", operation_id="pools_list")
+    @extend_schema(parameters=PAGE_PARAMETERS, responses={200: page_of("PoolPage", PoolSerializer(many=True)), **ERRORS},
+                   summary="List coupon pools (oldest first, cursor pagination)", operation_id="pools_list")
     def get(self, request):
         pools = services.pools_for_key(request.user).select_related("user_group").prefetch_related("stores", "products")
-        return Response(PoolSerializer(pools.order_by("id")[:1000], many=True).data)
+        paginator = PoolCursor()
+        page = paginator.paginate_queryset(pools, request, view=self)
+        return paginator.get_paginated_response(PoolSerializer(page, many=True).data)
 
     @extend_schema(request=PoolSerializer, responses={201: PoolSerializer, **ERRORS}, summary="Create a coupon pool", operation_id="pools_create")
     def post(self, request):
@@ -180,14 +205,9 @@ class CouponListView(KeyedView):
             OpenApiParameter("status", str, enum=[s.slug for s in CouponStatus]),
             OpenApiParameter("customer", str, description="Customer ID"),
             OpenApiParameter("pool", str, description="Pool id or external id"),
-            OpenApiParameter("limit", int, description="Page size (at most 1000)"),
-            OpenApiParameter("cursor", str, description="From the previous page's next/previous link"),
+            *PAGE_PARAMETERS,
         ],
-        responses={200: inline_serializer("CouponPage", {
-            "next": serializers.URLField(allow_null=True, help_text="The next page, or null"),
-            "previous": serializers.URLField(allow_null=True),
-            "results": CouponSerializer(many=True),
-        }), **ERRORS},
+        responses={200: page_of("CouponPage", CouponSerializer(many=True)), **ERRORS},
         summary="Query coupons (newest first, cursor pagination)", operation_id="coupons_list",
     )
     def get(self, request):

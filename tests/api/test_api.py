@@ -68,7 +68,7 @@ class TestKeys:
         mine, theirs, open_pool = PoolFactory(user_group=team), PoolFactory(user_group=other), PoolFactory()
         _, key = api_key_create(name="Team A shop", groups=[team])
         api = client_for(key)
-        assert [p["id"] for p in api.get("/api/v1/coupon-pools").json()] == [mine.pk]
+        assert [p["id"] for p in api.get("/api/v1/coupon-pools").json()["results"]] == [mine.pk]
         assert api.get(f"/api/v1/coupon-pools/{theirs.pk}").status_code == 404
         assert api.post(f"/api/v1/coupon-pools/{open_pool.pk}/claim", {"customer": "c1"}, format="json").status_code == 404
         created = api.post("/api/v1/coupon-pools", {"name": "New", "source": "uploaded", "type": "amount", "value": "5"}, format="json")
@@ -104,7 +104,20 @@ class TestPools:
         assert "callback_api_key" not in body
         assert api.get(f"/api/v1/coupon-pools/{body['id']}").json()["external_id"] == "SPRING-2026"
         assert api.get("/api/v1/coupon-pools/SPRING-2026").json()["id"] == body["id"]
-        assert [p["name"] for p in api.get("/api/v1/coupon-pools").json()] == ["Spring"]
+        assert [p["name"] for p in api.get("/api/v1/coupon-pools").json()["results"]] == ["Spring"]
+
+    def test_the_list_comes_in_cursor_pages_oldest_first(self, api):
+        pools = [PoolFactory(name=f"Page {n}") for n in range(5)]
+        page = api.get("/api/v1/coupon-pools", {"limit": 2}).json()
+        assert [p["id"] for p in page["results"]] == [pools[0].pk, pools[1].pk] and page["previous"] is None
+        seen = [p["id"] for p in page["results"]]
+        while page["next"]:
+            page = api.get(page["next"]).json()
+            seen += [p["id"] for p in page["results"]]
+        assert seen == [pool.pk for pool in pools]
+        assert len(api.get("/api/v1/coupon-pools").json()["results"]) == 5  # 100 a page by default
+        bad = api.get("/api/v1/coupon-pools", {"cursor": "garbage"})
+        assert bad.status_code == 404 and "cursor" in error(bad)["message"].lower(), error(bad)
 
     def test_create_refuses_what_the_pool_rules_refuse(self, api):
         response = api.post("/api/v1/coupon-pools", {"name": "Bad", "source": "bulk", "type": "amount", "value": "5"}, format="json")
