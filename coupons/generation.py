@@ -30,6 +30,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, IntegerField, Q, Sum, When
 from django.utils import timezone
 
+from couponsite.dberrors import is_deadlock
 from pools.models import CouponPool, PoolSource
 from pools.patterns import PatternError, codes_to_lines, codes_to_str
 
@@ -290,10 +291,7 @@ def _chunk(batch_id: int, pool_id: int, size: int) -> tuple[int, int] | None:
                 return inserted, row[0]
         except (OperationalError, psycopg.errors.DeadlockDetected) as exc:
             # Parallel chunks that met on the same new codes: one gives way, nothing kept.
-            deadlock = isinstance(exc, psycopg.errors.DeadlockDetected) or isinstance(
-                exc.__cause__, psycopg.errors.DeadlockDetected
-            )
-            if not deadlock or attempt == 4:
+            if not is_deadlock(exc) or attempt == 4:
                 raise
     raise AssertionError("unreachable")
 

@@ -15,10 +15,11 @@ import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from couponsite.dberrors import is_deadlock
 from couponsite.rawsql import fetch_instance, select_list
 from pools.models import CouponPool, CouponTerms, PoolSource
 from pools.patterns import PatternError
@@ -281,22 +282,27 @@ def coupon_claim_for(*, pool: CouponPool, external_id: str, actor: Actor, email:
 # - the next coupon's terms are not the pool's current terms (an older coupon keeps its
 #   own terms, hence its own expiry, which the caller worked out from the current ones);
 # - another request is creating the same customer right now: the statement's snapshot
-#   cannot see that row, and ON CONFLICT waited for it and did nothing.
+#   cannot see that row, and ON CONFLICT waited for it and did nothing;
+# - it was the victim of a deadlock: it holds the coupon's lock while ON CONFLICT waits
+#   for that other request, which may go on to lock the same coupon (a bulk assign does).
+#   PostgreSQL then fails one of the two, as a rule this one (it waited first): nothing kept.
 # The customer is inserted only when the coupon is there, so a refused claim creates nothing.
+# MATERIALIZED: the lock is taken once, whatever the planner would make of the CTEs.
 _CLAIM_STATEMENT = (
-    "WITH next AS ("
+    "WITH next AS MATERIALIZED ("
     " SELECT c.id, COALESCE(t.effective_id, t.id) AS effective_id FROM coupons_coupon c"
     " JOIN pools_couponterms t ON t.id = c.terms_id"
     " WHERE (c.pool_id, c.status, c.id) > (%(pool)s, %(unassigned)s, 0) AND (c.pool_id, c.status, c.id) < (%(pool)s, %(claimed)s, 0)"
     " ORDER BY c.pool_id, c.status, c.id LIMIT 1 FOR UPDATE OF c SKIP LOCKED"
-    "), usable AS (SELECT id FROM next WHERE effective_id = %(terms)s"
+    "), usable AS MATERIALIZED (SELECT id FROM next WHERE effective_id = %(terms)s"
     "), new_customer AS ("
     " INSERT INTO coupons_customer (external_id, email, currency, created_at)"
     " SELECT %(external_id)s, %(email)s, %(currency)s, %(now)s FROM usable"
-    " ON CONFLICT (external_id) DO NOTHING RETURNING id, email, currency"
+    " ON CONFLICT (external_id) DO NOTHING RETURNING id, email, currency, created_at"
     "), customer AS ("
-    " SELECT id, email, currency FROM new_customer"
-    " UNION ALL SELECT id, email, currency FROM coupons_customer WHERE external_id = %(external_id)s"
+    " SELECT id, email, currency, created_at FROM new_customer"
+    " UNION ALL SELECT id, email, currency, created_at FROM coupons_customer"
+    " WHERE external_id = %(external_id)s AND NOT EXISTS (SELECT 1 FROM new_customer)"
     "), claimed AS ("
     " UPDATE coupons_coupon c SET status = %(claimed)s, customer_id = customer.id, claimed_at = %(now)s,"
     " expires_at = %(expires_at)s, claims = 1 FROM usable, customer WHERE c.id = usable.id"
@@ -306,7 +312,7 @@ _CLAIM_STATEMENT = (
     " actor_label, data, created_at)"
     " SELECT customer_id, %(action)s, id, pool_id, %(actor_kind)s, %(actor_user)s, %(actor_label)s,"
     " jsonb_build_object('code', code), %(now)s FROM claimed"
-    ") SELECT claimed.*, customer.email, customer.currency FROM claimed, customer"
+    ") SELECT claimed.*, customer.email, customer.currency, customer.created_at FROM claimed, customer"
 )
 
 
@@ -326,18 +332,28 @@ def _claim_in_one_statement(pool: CouponPool, external_id: str, email: str, curr
     now = timezone.now()
     fields = actor.event_fields()
     adapt = connection.ops.adapt_datetimefield_value
-    coupon = fetch_instance(Coupon, _CLAIM_STATEMENT.format(columns=select_list(Coupon, "c")), {
+    params = {
         "pool": pool.pk, "unassigned": int(S.UNASSIGNED), "claimed": int(S.CLAIMED), "terms": terms.pk,
         "external_id": external_id, "email": email, "currency": currency, "now": adapt(now),
         "expires_at": adapt(terms.expires_at(now)), "action": str(EventAction.CLAIM),
         "actor_kind": str(fields["actor_kind"]), "actor_label": fields["actor_label"],
         "actor_user": fields["actor_user"].pk if fields["actor_user"] is not None else None,
-    }, extra=("customer_email", "customer_currency"))
+    }
+    customer_columns = ("email", "currency", "created_at")
+    try:
+        # Inside a caller's transaction, a savepoint: a deadlock must not spoil it.
+        with transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext():
+            coupon = fetch_instance(Coupon, _CLAIM_STATEMENT.format(columns=select_list(Coupon, "c")), params,
+                                    extra=tuple(f"customer_{name}" for name in customer_columns))
+    except OperationalError as exc:
+        if not is_deadlock(exc):
+            raise
+        return None
     if coupon is None:
         return None
     coupon.pool = pool
-    coupon.customer = Customer(pk=coupon.customer_id, external_id=external_id, email=coupon.customer_email,
-                               currency=coupon.customer_currency)
+    coupon.customer = Customer(pk=coupon.customer_id, external_id=external_id,
+                               **{name: coupon.__dict__.pop(f"customer_{name}") for name in customer_columns})
     terms.effective = terms
     coupon.terms = terms if terms.pk == coupon.terms_id else CouponTerms(pk=coupon.terms_id, effective=terms)
     return coupon

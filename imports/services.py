@@ -30,13 +30,13 @@ from itertools import islice
 
 from django.conf import settings
 from django.core.files.base import File
-import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from coupons.models import ActorKind, CouponStatus, EventAction
+from couponsite.dberrors import is_deadlock
 from pools.models import CouponPool, PoolSource
 
 from .models import ImportJob, ImportPhase, ImportStatus, RowOutcome
@@ -574,7 +574,7 @@ def _import_chunk(job: ImportJob, stage: str, *, lower: int, upper: int, probed:
                 # A code committed meanwhile by a parallel import or batch: mark it, again.
                 log.info("Import %s: a code of rows %s-%s appeared meanwhile; retrying", job.pk, lower, upper)
             except OperationalError as exc:
-                if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                if not is_deadlock(exc):
                     raise
                 # A parallel import inserting some of the same codes in another order.
                 log.info("Import %s: deadlock on rows %s-%s; retrying", job.pk, lower, upper)

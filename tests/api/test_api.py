@@ -168,6 +168,7 @@ class TestClaim:
         garbage = api.generic("POST", f"/api/v1/coupon-pools/{pool.pk}/claim", "{not json", content_type="application/json")
         assert garbage.status_code == 400 and error(garbage)["code"] == "malformed_json"
 
+    @pytest.mark.django_db(transaction=True)  # autocommit, as a request runs: no test transaction around it
     def test_a_plain_claim_is_one_statement_after_the_key_and_the_pool(self, api, django_assert_num_queries):
         pool = PoolFactory(expiration_period_count=30, expiration_period_unit="day")
         CouponFactory(pool=pool, code="ONE-1"), CouponFactory(pool=pool, code="ONE-2")
@@ -222,6 +223,20 @@ class TestClaim:
         assert not Customer.objects.filter(external_id="second").exists()
         blank = api.post(url, {"customer": "   "}, format="json")
         assert blank.status_code == 400 and not Customer.objects.filter(external_id="").exists()
+
+    def test_a_gift_card_goes_only_to_a_customer_with_its_currency(self, api):
+        pool = GiftCardPoolFactory(value="100.00", currency="EUR")
+        CouponFactory(pool=pool, code="GC-1"), CouponFactory(pool=pool, code="GC-2")
+        CustomerFactory(external_id="dollars", currency="USD"), CustomerFactory(external_id="euros", currency="EUR")
+        url = f"/api/v1/coupon-pools/{pool.pk}/claim"
+        held = api.post(url, {"customer": "dollars"}, format="json")
+        assert held.status_code == 409 and error(held)["code"] == "currency_mismatch"
+        new = api.post(url, {"customer": "new-dollars", "currency": "usd"}, format="json")
+        assert new.status_code == 409 and error(new)["code"] == "currency_mismatch"
+        assert not Customer.objects.filter(external_id="new-dollars").exists()
+        assert Coupon.objects.filter(pool=pool, status=S.UNASSIGNED).count() == 2
+        assert api.post(url, {"customer": "euros"}, format="json").json()["code"] == "GC-1"
+        assert api.post(url, {"customer": "new-euros", "currency": "eur"}, format="json").json()["code"] == "GC-2"
 
     def test_a_generated_pool_makes_a_code_per_claim(self, api):
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="GEN-######")

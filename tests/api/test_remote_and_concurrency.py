@@ -230,21 +230,28 @@ def test_two_claims_of_one_customer_on_an_aggregated_remote_pool_ask_for_one_cod
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("other_request", ["commits", "rolls back"])
-def test_a_claim_for_a_customer_another_request_is_creating_waits_and_claims_once(other_request):
-    """The one-statement claim cannot see a customer row committed while it waited on
-    it (its snapshot is older): it writes nothing, and the general path claims."""
+def test_a_claim_for_a_customer_another_request_is_creating_waits_and_claims_once(other_request, monkeypatch):
+    """The one-statement claim waits on a customer another transaction is inserting. If
+    that commits, the statement cannot see the row (its snapshot is older): it writes
+    nothing and the general path claims. If it rolls back, the statement claims."""
     from django.db import connections, transaction
 
+    from coupons import services
     from coupons.models import Customer
-    from coupons.services import Actor, coupon_claim_for
 
     pool = PoolFactory(name="Race")
     CouponFactory(pool=pool, code="RACE-1"), CouponFactory(pool=pool, code="RACE-2")
-    outcome = {}
+    outcome, one_statement = {}, services._claim_in_one_statement
+
+    def spy(*args):
+        outcome["one statement"] = one_statement(*args)
+        return outcome["one statement"]
+
+    monkeypatch.setattr(services, "_claim_in_one_statement", spy)
 
     def claim():
         try:
-            outcome["coupon"] = coupon_claim_for(pool=pool, external_id="racer", actor=Actor.system())
+            outcome["coupon"] = services.coupon_claim_for(pool=pool, external_id="racer", actor=services.Actor.system())
         except Exception as exc:  # noqa: BLE001 - reported by the assertions below
             outcome["error"] = exc
         finally:
@@ -260,9 +267,50 @@ def test_a_claim_for_a_customer_another_request_is_creating_waits_and_claims_onc
             transaction.set_rollback(True)
     claimer.join(timeout=30)
     assert waited and "error" not in outcome, outcome
+    if other_request == "commits":
+        assert outcome["one statement"] is None  # left to the general path
+    else:
+        assert outcome["one statement"].code == "RACE-1"
     customer = Customer.objects.get(external_id="racer")
     assert customer.email == ("first@example.com" if other_request == "commits" else "")
     coupon = Coupon.objects.get(code="RACE-1")
     assert (coupon.status, coupon.customer_id, outcome["coupon"].customer.pk) == (CouponStatus.CLAIMED, customer.pk, customer.pk)
     assert Coupon.objects.get(code="RACE-2").status == CouponStatus.UNASSIGNED
     assert CustomerEvent.objects.filter(pool=pool, action="coupon_claim").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_meets_a_bulk_assign_of_its_coupon_to_its_new_customer_gives_way():
+    """A bulk assign creates customer X, then locks coupon C to give it to X. A claim for
+    X meanwhile locked C (the next unassigned one) and waits on X's row: a deadlock.
+    PostgreSQL fails the claim's statement; the general path then claims the next coupon."""
+    from django.db import connections, transaction
+
+    from coupons.models import Customer
+    from coupons.services import Actor, coupon_assign, coupon_claim_for, customer_get_or_create
+
+    pool = PoolFactory(name="Crossing")
+    first, _ = CouponFactory(pool=pool, code="CROSS-1"), CouponFactory(pool=pool, code="CROSS-2")
+    outcome = {}
+
+    def claim():
+        try:
+            outcome["code"] = coupon_claim_for(pool=pool, external_id="crossing", actor=Actor.system()).code
+        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    claimer = threading.Thread(target=claim)
+    with transaction.atomic():  # as a chunk of bulk_run
+        customer = customer_get_or_create("crossing")
+        claimer.start()
+        time.sleep(0.3)  # the claim holds CROSS-1 and waits on this customer
+        coupon_assign(coupon=first, customer=customer, actor=Actor.system())
+    claimer.join(timeout=30)
+    assert "error" not in outcome, outcome
+    assert outcome["code"] == "CROSS-2"
+    customer = Customer.objects.get(external_id="crossing")
+    assert set(Coupon.objects.filter(pool=pool).values_list("code", "status", "customer")) == {
+        ("CROSS-1", CouponStatus.CLAIMED, customer.pk), ("CROSS-2", CouponStatus.CLAIMED, customer.pk)}
+    assert CustomerEvent.objects.filter(pool=pool, action="coupon_claim").count() == 2

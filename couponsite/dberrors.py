@@ -1,0 +1,14 @@
+"""Telling a deadlock from other database errors."""
+
+from __future__ import annotations
+
+import psycopg
+from django.db import OperationalError
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """A deadlock PostgreSQL broke by failing this statement, in either shape it arrives:
+    psycopg's own error (a raw cursor's COPY) or Django's ``OperationalError`` around it."""
+    if isinstance(exc, OperationalError):
+        exc = exc.__cause__
+    return isinstance(exc, psycopg.errors.DeadlockDetected)
