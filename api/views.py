@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -83,11 +84,24 @@ class KeyedView(APIView):
 # --- pools --------------------------------------------------------------------------------
 
 
-class PoolCursor(CursorPagination):
-    ordering = "id"
+class Pages(CursorPagination):
+    """Cursor pages of up to 1,000 (``limit``); a cursor that cannot be decoded is a 400
+    (DRF answers 404 "Invalid cursor", as if the list did not exist)."""
+
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ApiError("This cursor is not valid; follow the next or previous link of a page.",
+                           code="invalid_cursor", type="validation_error") from None
+
+
+class PoolCursor(Pages):
+    ordering = "id"
 
 
 PAGE_PARAMETERS = [
@@ -191,11 +205,8 @@ class PoolClaimView(KeyedView):
 # --- coupons ------------------------------------------------------------------------------
 
 
-class CouponCursor(CursorPagination):
+class CouponCursor(Pages):
     ordering = "-id"
-    page_size = 100
-    page_size_query_param = "limit"
-    max_page_size = 1000
 
 
 class CouponListView(KeyedView):

@@ -116,8 +116,10 @@ class TestPools:
             seen += [p["id"] for p in page["results"]]
         assert seen == [pool.pk for pool in pools]
         assert len(api.get("/api/v1/coupon-pools").json()["results"]) == 5  # 100 a page by default
-        bad = api.get("/api/v1/coupon-pools", {"cursor": "garbage"})
-        assert bad.status_code == 404 and "cursor" in error(bad)["message"].lower(), error(bad)
+        for path in ("/api/v1/coupon-pools", "/api/v1/coupons"):
+            bad = api.get(path, {"cursor": "garbage"})
+            assert bad.status_code == 400 and error(bad)["code"] == "invalid_cursor", error(bad)
+            assert "follow the next or previous link" in error(bad)["message"]
 
     def test_create_refuses_what_the_pool_rules_refuse(self, api):
         response = api.post("/api/v1/coupon-pools", {"name": "Bad", "source": "bulk", "type": "amount", "value": "5"}, format="json")
