@@ -273,6 +273,23 @@ def coupon_claim_for(*, pool: CouponPool, external_id: str, actor: Actor, email:
         return coupon_claim(pool=pool, customer=customer, savepoint=False, actor=actor)
 
 
+# The next unassigned coupon of a pool (``c``), with ``_unassigned_params``; then
+# FOR UPDATE OF c SKIP LOCKED on PostgreSQL, so parallel claims take the next ones.
+# "pool_id = P AND status = 1 ORDER BY id" spelled as a range of (pool_id, status, id):
+# with the plain form, a pool holding most of the table made the planner walk the primary
+# key past every claimed coupon (2,000 pages after 5,000 claims); the range can only be
+# read from the (pool, status, id) index, which starts right at the unassigned ones.
+_FIRST_UNASSIGNED = (
+    "(c.pool_id, c.status, c.id) > (%(pool)s, %(unassigned)s, 0) AND (c.pool_id, c.status, c.id) < (%(pool)s, %(claimed)s, 0) "
+    "ORDER BY c.pool_id, c.status, c.id LIMIT 1"
+)
+_SKIP_LOCKED = " FOR UPDATE OF c SKIP LOCKED"
+
+
+def _unassigned_params(pool: CouponPool) -> dict:
+    return {"pool": pool.pk, "unassigned": int(S.UNASSIGNED), "claimed": int(S.CLAIMED)}
+
+
 # A claim from an uploaded or bulk pool as one statement, in autocommit: the next
 # unassigned coupon (locked, SKIP LOCKED as in _NEXT_UNASSIGNED), the customer (inserted
 # if new), the coupon's update and its event. One round trip instead of five (BEGIN,
@@ -291,9 +308,7 @@ def coupon_claim_for(*, pool: CouponPool, external_id: str, actor: Actor, email:
 _CLAIM_STATEMENT = (
     "WITH next AS MATERIALIZED ("
     " SELECT c.id, COALESCE(t.effective_id, t.id) AS effective_id FROM coupons_coupon c"
-    " JOIN pools_couponterms t ON t.id = c.terms_id"
-    " WHERE (c.pool_id, c.status, c.id) > (%(pool)s, %(unassigned)s, 0) AND (c.pool_id, c.status, c.id) < (%(pool)s, %(claimed)s, 0)"
-    " ORDER BY c.pool_id, c.status, c.id LIMIT 1 FOR UPDATE OF c SKIP LOCKED"
+    f" JOIN pools_couponterms t ON t.id = c.terms_id WHERE {_FIRST_UNASSIGNED}{_SKIP_LOCKED}"
     "), usable AS MATERIALIZED (SELECT id FROM next WHERE effective_id = %(terms)s"
     "), new_customer AS ("
     " INSERT INTO coupons_customer (external_id, email, currency, created_at)"
@@ -307,10 +322,8 @@ _CLAIM_STATEMENT = (
     " UPDATE coupons_coupon c SET status = %(claimed)s, customer_id = customer.id, claimed_at = %(now)s,"
     " expires_at = %(expires_at)s, claims = 1 FROM usable, customer WHERE c.id = usable.id"
     " RETURNING {columns}"
-    "), event AS ("
-    " INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id,"
-    " actor_label, data, created_at)"
-    " SELECT customer_id, %(action)s, id, pool_id, %(actor_kind)s, %(actor_user)s, %(actor_label)s,"
+    f"), event AS ({_EVENT_INSERT}"
+    "SELECT customer_id, %(action)s, id, pool_id, %(actor_kind)s, %(actor_user)s, %(actor_label)s,"
     " jsonb_build_object('code', code), %(now)s FROM claimed"
     ") SELECT claimed.*, customer.email, customer.currency, customer.created_at FROM claimed, customer"
 )
@@ -333,7 +346,7 @@ def _claim_in_one_statement(pool: CouponPool, external_id: str, email: str, curr
     fields = actor.event_fields()
     adapt = connection.ops.adapt_datetimefield_value
     params = {
-        "pool": pool.pk, "unassigned": int(S.UNASSIGNED), "claimed": int(S.CLAIMED), "terms": terms.pk,
+        **_unassigned_params(pool), "terms": terms.pk,
         "external_id": external_id, "email": email, "currency": currency, "now": adapt(now),
         "expires_at": adapt(terms.expires_at(now)), "action": str(EventAction.CLAIM),
         "actor_kind": str(fields["actor_kind"]), "actor_label": fields["actor_label"],
@@ -354,8 +367,7 @@ def _claim_in_one_statement(pool: CouponPool, external_id: str, email: str, curr
     coupon.pool = pool
     coupon.customer = Customer(pk=coupon.customer_id, external_id=external_id,
                                **{name: coupon.__dict__.pop(f"customer_{name}") for name in customer_columns})
-    terms.effective = terms
-    coupon.terms = terms if terms.pk == coupon.terms_id else CouponTerms(pk=coupon.terms_id, effective=terms)
+    _attach_terms(coupon, terms)
     return coupon
 
 
@@ -475,34 +487,30 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
     return coupon
 
 
-# The next unassigned coupon, locked; SKIP LOCKED lets parallel claims take the next ones.
-# "pool_id = P AND status = 1 ORDER BY id" spelled as a range of (pool_id, status, id):
-# with the plain form, a pool holding most of the table made the planner walk the primary
-# key past every claimed coupon (2,000 pages after 5,000 claims); the range can only be
-# read from the (pool, status, id) index, which starts right at the unassigned ones.
 _NEXT_UNASSIGNED = (
     "SELECT {columns}, e.id AS effective_terms_id, e.version AS effective_version FROM coupons_coupon c JOIN pools_couponterms t ON t.id = c.terms_id "
-    "JOIN pools_couponterms e ON e.id = COALESCE(t.effective_id, t.id) "
-    "WHERE (c.pool_id, c.status, c.id) > (%s, %s, 0) AND (c.pool_id, c.status, c.id) < (%s, %s, 0) "
-    "ORDER BY c.pool_id, c.status, c.id LIMIT 1{lock}"
+    f"JOIN pools_couponterms e ON e.id = COALESCE(t.effective_id, t.id) WHERE {_FIRST_UNASSIGNED}{{lock}}"
 )
 
 
 def _next_unassigned(pool: CouponPool) -> Coupon | None:
     """Claims are the hottest path of the API: raw SQL here saves the ORM's query
     building (select_for_update + select_related cost more than the database did)."""
-    lock = " FOR UPDATE OF c SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    status = int(S.UNASSIGNED)
+    lock = _SKIP_LOCKED if connection.vendor == "postgresql" else ""
     coupon = fetch_instance(
         Coupon, _NEXT_UNASSIGNED.format(columns=select_list(Coupon, "c"), lock=lock),
-        [pool.pk, status, pool.pk, status + 1], extra=("effective_terms_id", "effective_version"),
+        _unassigned_params(pool), extra=("effective_terms_id", "effective_version"),
     )
     if coupon is None:
         return None
-    terms = terms_get(coupon.effective_terms_id, pool_id=pool.pk, version=coupon.effective_version)
-    terms.effective = terms
-    coupon.terms = terms if terms.pk == coupon.terms_id else CouponTerms(pk=coupon.terms_id, effective=terms)
+    _attach_terms(coupon, terms_get(coupon.effective_terms_id, pool_id=pool.pk, version=coupon.effective_version))
     return coupon
+
+
+def _attach_terms(coupon: Coupon, effective: CouponTerms) -> None:
+    """Give a coupon read by raw SQL its terms, whose ``effective`` version is known."""
+    effective.effective = effective
+    coupon.terms = effective if effective.pk == coupon.terms_id else CouponTerms(pk=coupon.terms_id, effective=effective)
 
 
 def _new_generated_coupon(pool: CouponPool, terms) -> Coupon:

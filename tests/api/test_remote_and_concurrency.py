@@ -228,13 +228,31 @@ def test_two_claims_of_one_customer_on_an_aggregated_remote_pool_ask_for_one_cod
     assert Coupon.objects.filter(pool=pool).count() == 1
 
 
+def claim_in_thread(pool, external_id: str, outcome: dict) -> threading.Thread:
+    """A thread (to start) claiming for the customer with its own connection; the coupon
+    or the error ends up in ``outcome``."""
+    from django.db import connections
+
+    from coupons.services import Actor, coupon_claim_for
+
+    def claim():
+        try:
+            outcome["coupon"] = coupon_claim_for(pool=pool, external_id=external_id, actor=Actor.system())
+        except Exception as exc:  # noqa: BLE001 - reported by the tests' assertions
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    return threading.Thread(target=claim)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("other_request", ["commits", "rolls back"])
 def test_a_claim_for_a_customer_another_request_is_creating_waits_and_claims_once(other_request, monkeypatch):
     """The one-statement claim waits on a customer another transaction is inserting. If
     that commits, the statement cannot see the row (its snapshot is older): it writes
     nothing and the general path claims. If it rolls back, the statement claims."""
-    from django.db import connections, transaction
+    from django.db import transaction
 
     from coupons import services
     from coupons.models import Customer
@@ -249,15 +267,7 @@ def test_a_claim_for_a_customer_another_request_is_creating_waits_and_claims_onc
 
     monkeypatch.setattr(services, "_claim_in_one_statement", spy)
 
-    def claim():
-        try:
-            outcome["coupon"] = services.coupon_claim_for(pool=pool, external_id="racer", actor=services.Actor.system())
-        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
-            outcome["error"] = exc
-        finally:
-            connections.close_all()
-
-    claimer = threading.Thread(target=claim)
+    claimer = claim_in_thread(pool, "racer", outcome)
     with transaction.atomic():
         Customer.objects.create(external_id="racer", email="first@example.com")
         claimer.start()
@@ -284,24 +294,15 @@ def test_a_claim_that_meets_a_bulk_assign_of_its_coupon_to_its_new_customer_give
     """A bulk assign creates customer X, then locks coupon C to give it to X. A claim for
     X meanwhile locked C (the next unassigned one) and waits on X's row: a deadlock.
     PostgreSQL fails the claim's statement; the general path then claims the next coupon."""
-    from django.db import connections, transaction
+    from django.db import transaction
 
     from coupons.models import Customer
-    from coupons.services import Actor, coupon_assign, coupon_claim_for, customer_get_or_create
+    from coupons.services import Actor, coupon_assign, customer_get_or_create
 
     pool = PoolFactory(name="Crossing")
     first, _ = CouponFactory(pool=pool, code="CROSS-1"), CouponFactory(pool=pool, code="CROSS-2")
     outcome = {}
-
-    def claim():
-        try:
-            outcome["code"] = coupon_claim_for(pool=pool, external_id="crossing", actor=Actor.system()).code
-        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
-            outcome["error"] = exc
-        finally:
-            connections.close_all()
-
-    claimer = threading.Thread(target=claim)
+    claimer = claim_in_thread(pool, "crossing", outcome)
     with transaction.atomic():  # as a chunk of bulk_run
         customer = customer_get_or_create("crossing")
         claimer.start()
@@ -309,7 +310,7 @@ def test_a_claim_that_meets_a_bulk_assign_of_its_coupon_to_its_new_customer_give
         coupon_assign(coupon=first, customer=customer, actor=Actor.system())
     claimer.join(timeout=30)
     assert "error" not in outcome, outcome
-    assert outcome["code"] == "CROSS-2"
+    assert outcome["coupon"].code == "CROSS-2"
     customer = Customer.objects.get(external_id="crossing")
     assert set(Coupon.objects.filter(pool=pool).values_list("code", "status", "customer")) == {
         ("CROSS-1", CouponStatus.CLAIMED, customer.pk), ("CROSS-2", CouponStatus.CLAIMED, customer.pk)}
