@@ -6,6 +6,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 
+from coupons.jobs.base import Job
 from pools.models import CouponPool
 
 
@@ -42,38 +43,35 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
-class BulkOperation(models.Model):
-    """``add``, ``assign`` or ``unassign`` for up to 50,000 codes, run by a worker."""
+class BulkOperation(Job):
+    """``add``, ``assign`` or ``unassign`` for up to 50,000 codes, run by a worker.
+
+    ``total`` is the number of items, ``processed`` those done (``succeeded`` +
+    ``failed``); ``cursor`` the index of the first item not done yet.
+    """
+
+    job_kind = "api_bulk"
 
     class Action(models.TextChoices):
         ADD = "add", "Add coupons"
         ASSIGN = "assign", "Assign coupons"
         UNASSIGN = "unassign", "Unassign coupons"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
-
     pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="+")
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
     action = models.CharField(max_length=16, choices=Action.choices)
     items = models.JSONField()  # the request's coupons, as given
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    total = models.PositiveIntegerField(default=0)
-    processed = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     cursor = models.PositiveIntegerField(default=0)  # items before this index are done
     # ``add`` runs as an import; a retried or redelivered task goes on with the same one.
     import_job = models.ForeignKey("imports.ImportJob", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    message = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Bulk {self.action} #{self.pk}"
 
 
 class BulkOperationError(models.Model):

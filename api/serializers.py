@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from coupons.models import CouponStatus
+from coupons.models import CouponStatus, JobStatus
 from pools.models import CouponPool, CouponType, PeriodUnit, PoolSource, Product, Store
 from pools.services import UpdateMethod
 
@@ -257,13 +257,20 @@ class BulkStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     pool = serializers.IntegerField(source="pool_id")
     action = serializers.CharField()
-    status = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=[s for s in JobStatus.values if s != JobStatus.DRAFT],
+        help_text="queued, running, done; interrupted (its worker stopped: a manager resumes it from the Jobs "
+                  "page and it goes on where it stopped), failed (the message says why), cancelled.",
+    )
     total = serializers.IntegerField()
     processed = serializers.IntegerField()
     succeeded = serializers.IntegerField()
     failed = serializers.IntegerField()
     message = serializers.CharField()
+    attempts = serializers.IntegerField(help_text="Runs started: more than 1 after a retry or a resume.")
     created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    resumed_at = serializers.DateTimeField(allow_null=True, help_text="When it was last resumed, if ever.")
     finished_at = serializers.DateTimeField(allow_null=True)
 
 

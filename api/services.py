@@ -3,18 +3,27 @@ operations and basket validation. Coupon state changes go through coupons.servic
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
+import time
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from coupons import services as coupon_services
+from coupons.jobs.engine import JobFailed, JobRefused, Run, job_create
+from coupons.jobs.registry import JobKind, register
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
 from couponsite.rawsql import fetch_instance, select_list
+from imports.models import ImportJob, JobStatus, RowOutcome
+from imports.parsing import Options
+from imports.services import import_resume, import_run, import_start, import_upload
 from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
 from pools.selectors import terms_get
 
@@ -178,33 +187,25 @@ def bulk_start(*, api_key: ApiKey, pool: CouponPool, action: str, items: list[di
             f"Coupons can be added only to uploaded pools; \u201c{pool.name}\u201d is {pool.get_source_display().lower()}.",
             code="pool_not_uploaded",
         )
-    operation = BulkOperation.objects.create(
-        pool=pool, api_key=api_key, action=action, items=items, total=len(items)
-    )
-    from .tasks import run_bulk_operation
-
-    transaction.on_commit(lambda: run_bulk_operation.delay(operation.pk))
-    return operation
+    return job_create(BulkOperation, pool=pool, api_key=api_key, action=action, items=items, total=len(items))
 
 
 BULK_CHUNK = 500
 
 
-def bulk_run(*, operation_id: int) -> BulkOperation:
+def bulk_run_job(operation: BulkOperation, run: Run) -> str:
     """Apply the operation item by item, committing progress every ``BULK_CHUNK`` items
-    (with the cursor, so a redelivered task goes on where the last chunk ended)."""
-    operation = BulkOperation.objects.select_related("pool", "api_key").get(pk=operation_id)
-    if operation.status in (BulkOperation.Status.DONE, BulkOperation.Status.FAILED):
-        return operation
-    BulkOperation.objects.filter(pk=operation.pk).update(status=BulkOperation.Status.RUNNING)
+    (with the cursor, so a resumed operation goes on where the last chunk ended)."""
+    operation = BulkOperation.objects.select_related("pool", "api_key").get(pk=operation.pk)
     if operation.action == BulkOperation.Action.ADD:
-        return _bulk_add(operation)
+        return _bulk_add(operation, run)
     actor = actor_of(operation.api_key)
-    items = operation.items
-    while operation.cursor < len(items):
+    items = operation.items  # read once, not again (up to 50,000) for every chunk
+    while True:
         with transaction.atomic():
-            # The items were read once above: not again (up to 50,000) for every chunk.
-            operation = BulkOperation.objects.select_for_update().select_related("pool").defer("items").get(pk=operation.pk)
+            operation = run.lock(BulkOperation.objects.select_related("pool").defer("items"))
+            if operation.cursor >= len(items):
+                break
             start, end = operation.cursor, min(operation.cursor + BULK_CHUNK, len(items))
             errors = []
             for index in range(start, end):
@@ -221,8 +222,14 @@ def bulk_run(*, operation_id: int) -> BulkOperation:
             operation.failed += len(errors)
             operation.succeeded += end - start - len(errors)
             operation.cursor = end
-            operation.save(update_fields=["processed", "failed", "succeeded", "cursor"])
-    return _bulk_finish(operation)
+            run.save(operation, "processed", "failed", "succeeded", "cursor")
+    return _bulk_message(operation)
+
+
+def _bulk_message(operation: BulkOperation) -> str:
+    done = {"add": "added", "assign": "assigned", "unassign": "unassigned"}[operation.action]
+    text = f"{operation.succeeded:,} of {operation.total:,} coupons {done}"
+    return text + (f"; {operation.failed:,} refused (see the errors)." if operation.failed else ".")
 
 
 def _bulk_apply_one(operation: BulkOperation, item: dict, actor: Actor) -> None:
@@ -236,44 +243,24 @@ def _bulk_apply_one(operation: BulkOperation, item: dict, actor: Actor) -> None:
         coupon_services.coupon_unassign(coupon=coupon, actor=actor)
 
 
-def _bulk_add(operation: BulkOperation) -> BulkOperation:
+def _bulk_add(operation: BulkOperation, run: Run) -> str:
     """``add`` is an import of the given codes: the same duplicate checks, in any pool.
 
     The import job is created once (under the operation's row lock) and remembered, so
-    a retried or redelivered task resumes that import instead of importing again (which
+    a resumed operation goes on with that import instead of importing again (which
     would report every code as existing)."""
-    import csv
-    import io
-
-    from django.core.files.base import ContentFile
-
-    from imports.models import ImportStatus, RowOutcome
-    from imports.parsing import Options
-    from imports.services import import_run, import_start, import_upload
-
     with transaction.atomic():
-        operation = BulkOperation.objects.select_for_update().select_related("pool").get(pk=operation.pk)
+        operation = run.lock(BulkOperation.objects.select_related("pool"))
         if operation.import_job_id is None:
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(["code", "customer"])
-            for item in operation.items:
-                writer.writerow([item["code"], item.get("customer", "")])
-            content = ContentFile(buffer.getvalue().encode(), name=f"bulk-operation-{operation.pk}.csv")
-            job = import_upload(file=content, name=content.name, pool=operation.pool)
-            operation.import_job = import_start(
-                job=job, pool=operation.pool, enqueue=False,
-                options=Options(delimiter=",", has_header=True, encoding="utf-8", mapping={"code": 0, "customer": 1}),
-            )
+            operation.import_job = _import_of(operation)
             operation.save(update_fields=["import_job"])
-    job = operation.import_job
-    if job.status != ImportStatus.DONE:
-        job = import_run(job_id=job.pk)
+    job = _import_to_its_end(operation.import_job, run)
     codes = {
         RowOutcome.INVALID: "invalid", RowOutcome.DUPLICATE_IN_FILE: "duplicate_in_request",
         RowOutcome.EXISTS: "code_exists",
     }
     with transaction.atomic():
+        operation = run.lock(BulkOperation.objects.defer("items"))
         BulkOperationError.objects.filter(operation=operation).delete()
         BulkOperationError.objects.bulk_create(
             BulkOperationError(
@@ -282,18 +269,51 @@ def _bulk_add(operation: BulkOperation) -> BulkOperation:
             )
             for rejection in job.rejections.order_by("row").iterator()
         )
-        operation.processed, operation.succeeded, operation.failed = job.rows_read, job.created, job.skipped
-        operation.cursor = len(operation.items)
-        operation.message = f"Import #{job.pk}: {job.message}"
-        operation.save(update_fields=["processed", "succeeded", "failed", "cursor", "message"])
-        return _bulk_finish(operation)
+        operation.processed, operation.succeeded, operation.failed = job.total, job.created, job.skipped
+        operation.cursor = operation.total
+        run.save(operation, "processed", "succeeded", "failed", "cursor")
+    return f"Import #{job.pk}: {job.message}"
 
 
-def _bulk_finish(operation: BulkOperation) -> BulkOperation:
-    operation.status = BulkOperation.Status.DONE
-    operation.finished_at = timezone.now()
-    operation.save(update_fields=["status", "finished_at"])
-    return operation
+def _import_of(operation: BulkOperation) -> ImportJob:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["code", "customer"])
+    for item in operation.items:
+        writer.writerow([item["code"], item.get("customer", "")])
+    content = ContentFile(buffer.getvalue().encode(), name=f"bulk-operation-{operation.pk}.csv")
+    job = import_upload(file=content, name=content.name, pool=operation.pool)
+    return import_start(
+        job=job, pool=operation.pool, enqueue=False,
+        options=Options(delimiter=",", has_header=True, encoding="utf-8", mapping={"code": 0, "customer": 1}),
+    )
+
+
+def _import_to_its_end(job: ImportJob, run: Run) -> ImportJob:
+    """Run the operation's import here; one a previous run of the operation left
+    interrupted is resumed, one running elsewhere (resumed on its own) is waited for."""
+    job.refresh_from_db()
+    if job.status in (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.RUNNING):
+        try:
+            job = import_resume(job=job, enqueue=False)
+        except JobRefused:
+            pass  # running, with a live worker
+    if job.status == JobStatus.QUEUED:
+        job = import_run(job_id=job.pk)
+    while job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        time.sleep(1)
+        with transaction.atomic():
+            run.save(run.lock(BulkOperation.objects.defer("items")))  # still ours, and alive
+        job.refresh_from_db()
+    if job.status != JobStatus.DONE:
+        raise JobFailed(f"Import #{job.pk} of the codes is {job.get_status_display().lower()}: {job.message}")
+    return job
+
+
+register(JobKind(
+    name="api_bulk", label="API bulk operation", model=BulkOperation, run=bulk_run_job, unit="items",
+    describe=lambda op: f"{op.get_action_display()} ({op.total:,}), API key {op.api_key.name}",
+))
 
 
 # --- basket validation ---------------------------------------------------------------

@@ -3,7 +3,7 @@ from django.contrib import admin
 from couponsite.admin import EstimatedCountPaginator, ReadOnlyAdmin
 from pools.selectors import pool_visibility_filter
 
-from .models import Coupon, CouponJob, Customer, CustomerEvent, GenerationBatch, GiftCardRedemption
+from .models import Coupon, CouponJob, Customer, CustomerEvent, ExportJob, GenerationBatch, GiftCardRedemption
 
 
 @admin.register(Coupon)
@@ -57,5 +57,11 @@ class CouponJobAdmin(ReadOnlyAdmin):
 
 @admin.register(GenerationBatch)
 class GenerationBatchAdmin(ReadOnlyAdmin):
-    list_display = ("id", "pool", "requested", "generated", "status", "created_by", "created_at", "finished_at")
+    list_display = ("id", "pool", "total", "processed", "status", "created_by", "created_at", "finished_at")
+    list_filter = ("status",)
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdmin):
+    list_display = ("id", "pool", "status", "processed", "total", "compress", "created_by", "created_at", "expires_at")
     list_filter = ("status",)

@@ -12,19 +12,26 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Greatest
+from django.urls import reverse
 from django.utils import timezone
 
 from pools.models import CouponTerms, CouponType
 
 from . import services
+from .filters import CouponFilter
+from .jobs.base import LIVE
+from .jobs.engine import Run, job_count_exactly, job_create
+from .jobs.registry import JobKind, register
 from .models import Coupon, CouponJob, CouponStatus, CustomerEvent, EventAction
 from .services import RULES, Actor, CouponActionError
 
 S = CouponStatus
-CHUNK = 10_000
+CHUNK = settings.COUPON_BULK_CHUNK
 ASYNC_THRESHOLD = 10_000
 
 
@@ -137,18 +144,20 @@ def gift_card_terms_ids(pool_id: int) -> set[int]:
     )
 
 
-def bulk_apply(*, action: BulkAction, queryset: QuerySet, pool_id: int, actor: Actor, job: CouponJob | None = None) -> BulkResult:
-    """Apply ``action`` to every coupon of ``queryset``, newest first, chunk by chunk."""
-    from .jobs import job_lock, job_progress
+def bulk_apply(*, action: BulkAction, queryset: QuerySet, pool_id: int, actor: Actor, run: Run | None = None) -> BulkResult:
+    """Apply ``action`` to every coupon of ``queryset``, newest first, chunk by chunk.
 
+    As a job's ``run``, each chunk commits with the job's cursor and counters, so a
+    resumed job goes on after the last committed chunk: no coupon is done twice.
+    """
     result = BulkResult()
     gift_terms = gift_card_terms_ids(pool_id)
     cursor = None
     ordered = queryset.order_by("-id")
     while True:
         with transaction.atomic():
-            if job is not None:
-                job = job_lock(job)
+            if run is not None:
+                job = run.lock()
                 cursor = job.cursor
             page = ordered.filter(id__lt=cursor) if cursor is not None else ordered
             ids = list(page.values_list("id", flat=True)[:CHUNK])
@@ -156,28 +165,61 @@ def bulk_apply(*, action: BulkAction, queryset: QuerySet, pool_id: int, actor: A
                 return result
             applied, skipped = action.execute_chunk(ids, actor=actor, gift_terms=gift_terms)
             cursor = ids[-1]
-            if job is not None:
-                job_progress(job, processed=len(ids), applied=applied, cursor=cursor, skipped=skipped)
+            if run is not None:
+                job.processed += len(ids)
+                job.applied += applied
+                job.cursor = cursor
+                for reason, count in skipped.items():
+                    job.skipped[reason] = job.skipped.get(reason, 0) + count
+                run.save(job, "processed", "applied", "cursor", "skipped")
         result.add(applied, skipped)
 
 
-def bulk_run_job(job: CouponJob) -> str:
-    """Run a queued bulk action job; the queryset is rebuilt from the saved filters."""
-    from django.contrib.auth import get_user_model
+def bulk_submit(*, pool, action: BulkAction, filters: dict, ids: list[int] | None, user, total: int,
+                submission: str = "") -> CouponJob:
+    """Queue a bulk action for a worker; the same action on the same selection while one
+    is still queued or running is that job, not a second one."""
+    params = {"action": action.name, "filters": filters, "ids": ids, "user_id": getattr(user, "pk", None)}
+    running = CouponJob.objects.filter(kind=CouponJob.Kind.BULK_ACTION, pool=pool, status__in=LIVE, params=params).first()
+    if running is not None:
+        return running
+    return job_create(
+        CouponJob, kind=CouponJob.Kind.BULK_ACTION, pool=pool, params=params, total=total, total_is_estimate=True,
+        user=user, submission=submission,
+    )
 
-    from .filters import CouponFilter
 
+def job_selection(job: CouponJob) -> QuerySet:
+    """The coupons a bulk action job works on, selected again from its saved filters."""
     params = job.params
-    action = BULK_ACTIONS[params["action"]]
-    user = get_user_model().objects.filter(pk=params.get("user_id")).first()
-    actor = Actor.of_user(user) if user else Actor.system()
     queryset = CouponFilter(params.get("filters", {}), queryset=Coupon.objects.filter(pool=job.pool)).qs
     if params.get("ids"):
         queryset = queryset.filter(id__in=params["ids"])
-    bulk_apply(action=action, queryset=queryset, pool_id=job.pool_id, actor=actor, job=job)
+    return queryset
+
+
+def bulk_run_job(job: CouponJob, run: Run) -> str:
+    """Run a bulk action job; the queryset is rebuilt from the saved filters."""
+    action = BULK_ACTIONS[job.params["action"]]
+    user = get_user_model().objects.filter(pk=job.params.get("user_id")).first()
+    actor = Actor.of_user(user) if user else Actor.system()
+    queryset = job_selection(job)
+    job_count_exactly(run, queryset)
+    bulk_apply(action=action, queryset=queryset, pool_id=job.pool_id, actor=actor, run=run)
     job.refresh_from_db()
-    result = BulkResult(applied=job.applied, skipped=Counter(job.skipped))
-    return result.message(action)
+    return BulkResult(applied=job.applied, skipped=Counter(job.skipped)).message(action)
+
+
+def _describe(job: CouponJob) -> str:
+    action = BULK_ACTIONS.get(job.params.get("action", ""))
+    return action.label.replace(" selected", "") if action else "Bulk action"
+
+
+register(JobKind(
+    name=CouponJob.Kind.BULK_ACTION, label="Bulk action", model=CouponJob, run=bulk_run_job,
+    rows={"kind": CouponJob.Kind.BULK_ACTION}, describe=_describe,
+    result_url=lambda job: reverse("coupons:pool_coupons", args=[job.pool_id]),
+))
 
 
 def events_for_coupons(ids: list[int], *, action: str, actor: Actor, now) -> None:

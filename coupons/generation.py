@@ -4,14 +4,15 @@ A batch is reserved against the pool's limits when it is created (under the pool
 row lock, so parallel batches can never break them together), then filled chunk by
 chunk. Each chunk runs in one transaction: it draws codes from the pattern engine
 (CSPRNG, excluded characters and phrases honoured), inserts them skipping any code that
-exists in any pool, and raises ``generated`` by exactly what was inserted, on condition
-that it stays within ``requested``. A worker killed mid-chunk therefore leaves the
-committed chunks and a counter that matches them; resuming tops up to ``requested``.
+exists in any pool, and raises the batch's ``processed`` by exactly what was inserted,
+on condition that it stays within ``total`` (the coupons requested). A worker killed
+mid-chunk therefore leaves the committed chunks and a counter that matches them;
+resuming (the job engine, ``coupons.jobs``) tops up to ``total``.
 
 On PostgreSQL a chunk is COPYed straight into the table, or through a staging table
 when it meets existing codes (see ``_insert_postgresql``): no ORM in the hot path,
 memory flat at about one chunk per lane. Several chunks of a batch are written at once
-(``COUPON_GENERATION_LANES``, see ``generation_run``). SQLite takes a slower
+(``COUPON_GENERATION_LANES``, see ``generation_run_job``). SQLite takes a slower
 ``INSERT OR IGNORE`` path, one chunk at a time.
 """
 
@@ -21,28 +22,28 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Case, F, IntegerField, Q, Sum, When
+from django.db.models import Case, F, IntegerField, Sum, When
+from django.urls import reverse
 from django.utils import timezone
 
 from couponsite.dberrors import is_deadlock
 from pools.models import CouponPool, PoolSource
 from pools.patterns import PatternError, codes_to_lines, codes_to_str
 
-from .models import CouponStatus, GenerationBatch, GenerationStatus
+from .jobs.engine import JobRefused, JobStopped, Run, job_create, job_resume, job_submitted
+from .jobs.registry import JobKind, register
+from .models import CouponStatus, GenerationBatch, JobStatus
 
 log = logging.getLogger(__name__)
 
 BATCH_LIMIT = 5_000_000
 POOL_LIMIT = 100_000_000
 CHUNK = settings.COUPON_GENERATION_CHUNK
-STALE_AFTER = timedelta(minutes=2)  # no heartbeat for this long: the worker is gone
-QUEUED_TOO_LONG = timedelta(minutes=30)
 BARREN_CODES = 1_000  # codes drawn in a row that all existed already: the pattern is used up
 
 
@@ -74,8 +75,9 @@ def pool_generation_capacity(pool: CouponPool) -> Capacity:
     combinations = pattern.combinations if pattern is not None else 0
     reserved = GenerationBatch.objects.filter(pool=pool).aggregate(
         n=Sum(Case(
-            When(status=GenerationStatus.FAILED, then=F("generated")),  # a failed batch keeps what it made
-            default=F("requested"),
+            # A failed or cancelled batch keeps what it made and gives back the rest.
+            When(status__in=[JobStatus.FAILED, JobStatus.CANCELLED], then=F("processed")),
+            default=F("total"),
             output_field=IntegerField(),
         ))
     )["n"] or 0
@@ -85,8 +87,15 @@ def pool_generation_capacity(pool: CouponPool) -> Capacity:
     )
 
 
-def generation_start(*, pool: CouponPool, count: int, user=None, enqueue: bool = True) -> GenerationBatch:
-    """Reserve ``count`` coupons of the pool's capacity and queue the batch."""
+def generation_start(*, pool: CouponPool, count: int, user=None, enqueue: bool = True,
+                     submission: str = "") -> GenerationBatch:
+    """Reserve ``count`` coupons of the pool's capacity and queue the batch.
+
+    The same form sent again (``submission``) is the batch it started, not a second one.
+    """
+    earlier = job_submitted(GenerationBatch, submission)
+    if earlier is not None:
+        return earlier
     if pool.source != PoolSource.BULK:
         raise GenerationError("Only bulk generation pools generate coupons in batches.")
     if not 1 <= count <= BATCH_LIMIT:
@@ -96,15 +105,10 @@ def generation_start(*, pool: CouponPool, count: int, user=None, enqueue: bool =
         capacity = pool_generation_capacity(pool)
         if count > capacity.available:
             raise GenerationError(_capacity_refusal(count, capacity))
-        batch = GenerationBatch.objects.create(
-            pool=pool, requested=count,
-            created_by=user if user is not None and getattr(user, "is_authenticated", False) else None,
-        )
+        batch = job_create(GenerationBatch, pool=pool, total=count, user=user, submission=submission, enqueue=enqueue)
         if pool.generation_started_at is None:
             # From now on source and pattern are locked (CouponPool.clean).
             CouponPool.objects.filter(pk=pool.pk).update(generation_started_at=timezone.now())
-        if enqueue:
-            _enqueue(batch)
     return batch
 
 
@@ -122,57 +126,38 @@ def _capacity_refusal(count: int, capacity: Capacity) -> str:
     )
 
 
-def generation_resume(*, batch: GenerationBatch, enqueue: bool = True) -> GenerationBatch:
+def generation_resume(*, batch: GenerationBatch, user=None, enqueue: bool = True) -> GenerationBatch:
     with transaction.atomic():
-        pool = CouponPool.objects.select_for_update().get(pk=batch.pool_id)  # same order as start
-        batch = GenerationBatch.objects.select_for_update().get(pk=batch.pk)
-        if not batch.can_resume:
-            raise GenerationError("Only an interrupted or failed batch with coupons still to make can be resumed.")
-        if batch.status == GenerationStatus.FAILED:
-            # A failed batch gave its unmade coupons back to the pool; take them again.
-            capacity = pool_generation_capacity(pool)
-            missing = batch.requested - batch.generated
-            if missing > capacity.available:
-                raise GenerationError(_capacity_refusal(missing, capacity))
-        batch.status = GenerationStatus.QUEUED
-        batch.error = ""
-        batch.save(update_fields=["status", "error"])
-        if enqueue:
-            _enqueue(batch)
-    return batch
+        CouponPool.objects.select_for_update().get(pk=batch.pool_id)  # the order generation_start locks in
+        return job_resume(job=batch, user=user, enqueue=enqueue)
 
 
-def _enqueue(batch: GenerationBatch) -> None:
-    from .tasks import generate_batch
+def _take_capacity_again(batch: GenerationBatch) -> None:
+    """Resuming a failed batch: it gave its unmade coupons back to the pool; take them again."""
+    if batch.status != JobStatus.FAILED:
+        return
+    capacity = pool_generation_capacity(CouponPool.objects.get(pk=batch.pool_id))
+    missing = batch.total - batch.processed
+    if missing > capacity.available:
+        raise JobRefused(_capacity_refusal(missing, capacity))
 
-    transaction.on_commit(lambda: generate_batch.delay(batch.pk))
 
+def generation_run_job(batch: GenerationBatch, run: Run) -> str:
+    """Fill the batch up to ``total``, chunk by chunk (``COUPON_GENERATION_LANES`` at once).
 
-def generation_run(*, batch_id: int, progress=None) -> GenerationBatch:
-    """Fill the batch up to ``requested``, chunk by chunk; safe to run twice at once.
-
-    On PostgreSQL, outside a caller's transaction, ``COUPON_GENERATION_LANES`` chunks are
-    written at once, each by its own thread on its own connection: PostgreSQL spends a
-    core per COPY, and one COPY is what a single connection can do. Every chunk commits
-    with the counter that counts it, under a condition that the counter never passes
-    ``requested``; so lanes, and other runs of the same batch, can never overshoot.
+    On PostgreSQL, outside a caller's transaction, several chunks are written at once,
+    each by its own thread on its own connection: PostgreSQL spends a core per COPY, and
+    one COPY is what a single connection can do. Every chunk commits with the counter
+    that counts it, on condition that this run still owns the batch and the counter
+    never passes ``total``: lanes can never overshoot, a cancel stops them.
     """
-    progress = progress or (lambda batch: None)
     while True:
-        batch = GenerationBatch.objects.get(pk=batch_id)  # the chunks read the pool themselves
-        if batch.status in (GenerationStatus.DONE, GenerationStatus.FAILED):
-            return batch
-        if batch.generated >= batch.requested:
-            now = timezone.now()
-            GenerationBatch.objects.filter(pk=batch_id).exclude(
-                status__in=[GenerationStatus.DONE, GenerationStatus.FAILED]
-            ).update(
-                status=GenerationStatus.DONE, finished_at=now, heartbeat_at=now
-            )
-            batch.refresh_from_db()
-            progress(batch)
-            return batch
-        _fill(batch, progress)  # returns when its share is made, or another run moved the batch on
+        batch = GenerationBatch.objects.get(pk=batch.pk)  # the chunks read the pool themselves
+        if batch.runner != run.token or batch.status != JobStatus.RUNNING:
+            raise JobStopped
+        if batch.processed >= batch.total:
+            return f"{batch.processed:,} coupons generated."
+        _fill(batch, run)  # returns when its share is made, or the batch was stopped
 
 
 def _lanes() -> int:
@@ -184,9 +169,9 @@ def _lanes() -> int:
 class _Plan:
     """What the lanes of one run share: the coupons still to start, under a lock."""
 
-    def __init__(self, batch: GenerationBatch, progress):
-        self.batch, self.progress = batch, progress
-        self.planned = batch.generated  # committed, plus what lanes are making now
+    def __init__(self, batch: GenerationBatch, run: Run):
+        self.batch, self.run = batch, run
+        self.planned = batch.processed  # committed, plus what lanes are making now
         self.stopped = False
         self.lock = threading.Lock()
 
@@ -194,7 +179,7 @@ class _Plan:
         with self.lock:
             if self.stopped:
                 return 0
-            size = max(0, min(CHUNK, self.batch.requested - self.planned))
+            size = max(0, min(CHUNK, self.batch.total - self.planned))
             self.planned += size
             return size
 
@@ -203,18 +188,17 @@ class _Plan:
         one report at a time, in increasing order)."""
         with self.lock:
             self.planned -= size - inserted  # codes that met existing ones are made again
-            if generated > self.batch.generated:  # lanes commit in any order
-                self.batch.generated = generated
-                self.batch.status = GenerationStatus.RUNNING
-                self.progress(self.batch)
+            if generated > self.batch.processed:  # lanes commit in any order
+                self.batch.processed = generated
+                self.run.report(self.batch)
 
     def stop(self) -> None:
         with self.lock:
             self.stopped = True
 
 
-def _fill(batch: GenerationBatch, progress) -> None:
-    plan = _Plan(batch, progress)
+def _fill(batch: GenerationBatch, run: Run) -> None:
+    plan = _Plan(batch, run)
     lanes = _lanes()
     if lanes == 1:
         _lane(plan)
@@ -239,8 +223,8 @@ def _threaded_lane(plan: _Plan) -> None:
 def _lane(plan: _Plan) -> None:
     barren = 0  # codes drawn since the last chunk that added any
     while size := plan.take():
-        committed = _chunk(plan.batch.pk, plan.batch.pool_id, size)
-        if committed is None:  # another run of this batch got there first, or it was stopped
+        committed = _chunk(plan.batch.pk, plan.run.token, plan.batch.pool_id, size)
+        if committed is None:  # the batch is full, or this run no longer owns it
             plan.stop()
             return
         inserted, generated = committed
@@ -257,17 +241,16 @@ def _lane(plan: _Plan) -> None:
 
 
 _COUNT = (
-    "UPDATE coupons_generationbatch SET generated = generated + %s, status = %s, "
-    "started_at = COALESCE(started_at, %s), heartbeat_at = %s "
-    "WHERE id = %s AND generated + %s <= requested AND status NOT IN (%s, %s) RETURNING generated"
+    "UPDATE coupons_generationbatch SET processed = processed + %s, heartbeat_at = %s "
+    "WHERE id = %s AND runner = %s AND status = %s AND processed + %s <= total RETURNING processed"
 )
 
 
-def _chunk(batch_id: int, pool_id: int, size: int) -> tuple[int, int] | None:
+def _chunk(batch_id: int, runner: str, pool_id: int, size: int) -> tuple[int, int] | None:
     """Make ``size`` codes and commit the new ones with the counter, in one transaction.
 
     Returns (inserted, generated), or None, with nothing kept, when counting them would
-    take the batch past ``requested`` or the batch is done or failed. Only the batch row
+    take the batch past ``total`` or the run no longer owns the batch. Only the batch row
     is locked, and only from the count to the commit: claims on the pool go on meanwhile.
     The pool is read for every chunk: its excluded phrases and its terms may be edited
     while a batch runs, and the next chunk follows them.
@@ -280,10 +263,7 @@ def _chunk(batch_id: int, pool_id: int, size: int) -> tuple[int, int] | None:
                 inserted = _insert_codes(pool, matrix)
                 now = timezone.now()
                 with connection.cursor() as cursor:
-                    cursor.execute(_COUNT, [
-                        inserted, GenerationStatus.RUNNING, now, now, batch_id, inserted,
-                        GenerationStatus.DONE, GenerationStatus.FAILED,
-                    ])
+                    cursor.execute(_COUNT, [inserted, now, batch_id, runner, JobStatus.RUNNING, inserted])
                     row = cursor.fetchone()
                 if row is None:
                     transaction.set_rollback(True)
@@ -294,28 +274,6 @@ def _chunk(batch_id: int, pool_id: int, size: int) -> tuple[int, int] | None:
             if not is_deadlock(exc) or attempt == 4:
                 raise
     raise AssertionError("unreachable")
-
-
-def generation_fail(*, batch_id: int, error: str) -> None:
-    GenerationBatch.objects.filter(pk=batch_id).exclude(status=GenerationStatus.DONE).update(
-        status=GenerationStatus.FAILED, error=error[:2000], finished_at=timezone.now()
-    )
-
-
-def generation_mark_interrupted(*, now=None) -> int:
-    """Batches whose worker stopped sending heartbeats (killed, machine gone), and
-    batches still queued long after they were created (the worker died before the first
-    chunk committed). Resuming one that was only slow is harmless: every chunk of every
-    run of the batch counts itself only if the count stays within ``requested``."""
-    now = now or timezone.now()
-    stale = GenerationBatch.objects.filter(
-        Q(status=GenerationStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
-        | Q(status=GenerationStatus.QUEUED, created_at__lt=now - QUEUED_TOO_LONG)
-    )
-    return stale.update(
-        status=GenerationStatus.INTERRUPTED,
-        error="The worker stopped while generating; resume the batch to finish it.",
-    )
 
 
 def _insert_codes(pool: CouponPool, matrix) -> int:
@@ -383,3 +341,11 @@ def _insert_portable(pool: CouponPool, codes: list[str]) -> int:
             [(pool.pk, pool.current_terms_id, code, int(CouponStatus.UNASSIGNED)) for code in codes],
         )
         return cursor.rowcount
+
+
+register(JobKind(
+    name="generation", label="Generation", model=GenerationBatch, run=generation_run_job,
+    failures=(GenerationError, PatternError), before_resume=_take_capacity_again,
+    describe=lambda batch: f"Generate {batch.total:,} coupons", permission="coupons.add_coupon",
+    result_url=lambda batch: reverse("coupons:pool_generation", args=[batch.pool_id]),
+))

@@ -1,5 +1,7 @@
 """Coupons, customers, the customer event history, gift card redemptions and jobs.
 
+The jobs share their lifecycle (``coupons.jobs.base.Job``); each adds its own columns.
+
 Built for pools of 100 million coupons: a coupon row is narrow (the pool's properties
 live in ``pools.CouponTerms``, one row per version), its status is a small integer,
 and every list is served by an index that matches its filter and order.
@@ -13,6 +15,8 @@ from django.db.models import Q
 from django.db.models.functions import Upper
 
 from pools.models import CouponPool, CouponTerms
+
+from .jobs.base import Job, JobStatus
 
 
 class CouponStatus(models.IntegerChoices):
@@ -188,16 +192,9 @@ class CustomerEvent(models.Model):
         return self.actor_label or self.get_actor_kind_display()
 
 
-class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-
-
-class CouponJob(models.Model):
-    """Long work on many coupons (a bulk action, a pool edit's propagation) run by a
-    worker; the page polls this row for progress."""
+class CouponJob(Job):
+    """Long work on many coupons run by a worker: a bulk action, or a pool edit's
+    propagation. Each chunk commits with ``cursor`` (the last coupon id done)."""
 
     class Kind(models.TextChoices):
         BULK_ACTION = "bulk_action", "Bulk action"
@@ -206,76 +203,67 @@ class CouponJob(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="jobs")
     params = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
-    total = models.PositiveBigIntegerField(default=0)
-    processed = models.PositiveBigIntegerField(default=0)
     applied = models.PositiveBigIntegerField(default=0)
     skipped = models.JSONField(default=dict, blank=True)
     cursor = models.BigIntegerField(null=True, blank=True)
-    message = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-id"]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"
 
     @property
-    def is_finished(self) -> bool:
-        return self.status in (JobStatus.DONE, JobStatus.FAILED)
-
-    @property
-    def percent(self) -> int:
-        if self.is_finished:
-            return 100
-        return int(self.processed * 100 / self.total) if self.total else 0
+    def kind_name(self) -> str:
+        return self.kind
 
 
-class GenerationStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    INTERRUPTED = "interrupted", "Interrupted"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+class GenerationBatch(Job):
+    """One bulk generation batch: ``total`` new coupons requested for a bulk pool.
 
-
-class GenerationBatch(models.Model):
-    """One bulk generation batch: ``requested`` new coupons for a bulk pool.
-
-    ``generated`` is raised in the same transaction as the coupons it counts, so after
-    a crash it is exactly what the database holds and a resume tops up the rest.
+    ``processed`` (the coupons generated) is raised in the same transaction as the
+    coupons it counts, so after a crash it is exactly what the database holds and a
+    resume tops up the rest.
     """
 
-    pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="generation_batches")
-    requested = models.PositiveIntegerField()
-    generated = models.PositiveIntegerField(default=0)
-    status = models.CharField(max_length=16, choices=GenerationStatus.choices, default=GenerationStatus.QUEUED)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    job_kind = "generation"
 
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"], name="generation_status")]
+    pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="generation_batches")
+
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
-        return f"Generation #{self.pk} of {self.requested:,} for {self.pool}"
+        return f"Generation #{self.pk} of {self.total:,} for {self.pool}"
+
+    def resumable(self) -> bool:
+        return self.processed < self.total
+
+
+class ExportJob(Job):
+    """A CSV export of a pool's coupons (with the Coupons tab's filters), written by a
+    worker to the default storage; the file is kept ``EXPORT_KEPT`` days."""
+
+    job_kind = "export"
+
+    pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="exports")
+    filters = models.JSONField(default=dict, blank=True)
+    compress = models.BooleanField(default=False)  # gzip
+    file = models.FileField(upload_to="exports/%Y/%m/", max_length=255, blank=True)
+    size = models.PositiveBigIntegerField(default=0)  # bytes written
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(Job.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"Export #{self.pk} of {self.pool}"
 
     @property
-    def percent(self) -> int:
-        return int(self.generated * 100 / self.requested) if self.requested else 100
+    def filename(self) -> str:
+        stamp = self.created_at.strftime("%Y%m%d-%H%M")
+        return f"coupons-pool-{self.pool_id}-{stamp}.csv" + (".gz" if self.compress else "")
 
     @property
-    def is_active(self) -> bool:
-        return self.status in (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
-
-    @property
-    def can_resume(self) -> bool:
-        return self.status in (GenerationStatus.INTERRUPTED, GenerationStatus.FAILED) and self.generated < self.requested
+    def is_downloadable(self) -> bool:
+        return self.status == JobStatus.DONE and bool(self.file)

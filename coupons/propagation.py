@@ -16,18 +16,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import QuerySet
+from django.urls import reverse
 
 from pools.models import CouponPool, CouponTerms
 from pools.services import UpdateMethod
 
+from .jobs.engine import Run, job_count_exactly, job_create
+from .jobs.registry import JobKind, register
 from .models import Coupon, CouponJob, CouponStatus
 from .selectors import count_or_estimate
 
 S = CouponStatus
 ASYNC_THRESHOLD = 10_000
-CHUNK = 20_000
+CHUNK = settings.COUPON_PROPAGATION_CHUNK
 
 METHOD_STATUSES = {
     UpdateMethod.UNASSIGNED: [S.UNASSIGNED],
@@ -99,36 +103,37 @@ def terms_propagate(*, pool, old_terms, new_terms, method, matching, actor) -> P
         if not expiry_changed:
             return result
     if result.changed > ASYNC_THRESHOLD:
-        from .jobs import job_start
-
-        result.job = job_start(kind=CouponJob.Kind.PROPAGATION, pool=pool, params=params, total=result.changed,
-                               user=getattr(actor, "user", actor))
+        result.job = job_create(
+            CouponJob, kind=CouponJob.Kind.PROPAGATION, pool=pool, params=params, total=result.changed,
+            total_is_estimate=True, user=getattr(actor, "user", actor),
+        )
         return result
-    result.changed = run_propagation(pool=pool, params=params, job=None)
+    result.changed = run_propagation(pool=pool, params=params)
     return result
 
 
-def run_propagation(*, pool: CouponPool, params: dict, job: CouponJob | None) -> int:
+def _coupons_to_change(pool: CouponPool, params: dict, old_terms: CouponTerms, new_terms: CouponTerms) -> QuerySet:
+    if params["method"] == UpdateMethod.ALL:
+        # The versions are redirected already; what is left is the expiry dates.
+        return Coupon.objects.filter(pool=pool, terms_id__in=params["terms_ids"])
+    return affected_coupons(pool=pool, old_terms=old_terms, method=params["method"],
+                            matching=params["matching"], exclude=new_terms)
+
+
+def run_propagation(*, pool: CouponPool, params: dict, run: Run | None = None) -> int:
     """Move the affected coupons to the new terms in id-ordered chunks (resumable).
 
     Returns how many coupons changed (moved, or got a new expiry date).
     """
-    from .jobs import job_lock, job_progress
-
     old_terms = CouponTerms.objects.get(pk=params["old_terms"])
     new_terms = CouponTerms.objects.get(pk=params["new_terms"])
     method = params["method"]
-    if method == UpdateMethod.ALL:
-        # The versions are redirected already; what is left is the expiry dates.
-        coupons = Coupon.objects.filter(pool=pool, terms_id__in=params["terms_ids"])
-    else:
-        coupons = affected_coupons(pool=pool, old_terms=old_terms, method=method,
-                                   matching=params["matching"], exclude=new_terms)
+    coupons = _coupons_to_change(pool, params, old_terms, new_terms)
     cursor, changed = None, 0
     while True:
         with transaction.atomic():
-            if job is not None:
-                job = job_lock(job)
+            if run is not None:
+                job = run.lock()
                 cursor = job.cursor
             chunk = coupons.order_by("id")
             if cursor is not None:
@@ -147,8 +152,11 @@ def run_propagation(*, pool: CouponPool, params: dict, job: CouponJob | None) ->
                 moved = max(moved, dated)
             changed += moved
             cursor = ids[-1]
-            if job is not None:
-                job_progress(job, processed=len(ids), applied=moved, cursor=cursor)
+            if run is not None:
+                job.processed += len(ids)
+                job.applied += moved
+                job.cursor = cursor
+                run.save(job, "processed", "applied", "cursor")
 
 
 def _recompute_expiry(ids: list[int], terms: CouponTerms) -> int:
@@ -170,3 +178,20 @@ def _recompute_expiry(ids: list[int], terms: CouponTerms) -> int:
     for coupon in coupons:
         Coupon.objects.filter(pk=coupon.pk).update(expires_at=terms.expires_at(coupon.claimed_at))
     return len(coupons)
+
+
+def propagation_run_job(job: CouponJob, run: Run) -> str:
+    params = job.params
+    terms = CouponTerms.objects.in_bulk([params["old_terms"], params["new_terms"]])
+    job_count_exactly(run, _coupons_to_change(job.pool, params, terms[params["old_terms"]], terms[params["new_terms"]]))
+    run_propagation(pool=job.pool, params=job.params, run=run)
+    job.refresh_from_db()
+    return f"{job.applied:,} coupon{'s' if job.applied != 1 else ''} updated."
+
+
+register(JobKind(
+    name=CouponJob.Kind.PROPAGATION, label="Pool update", model=CouponJob, run=propagation_run_job,
+    rows={"kind": CouponJob.Kind.PROPAGATION}, describe=lambda job: "Apply the new properties to existing coupons",
+    permission="pools.change_couponpool",
+    result_url=lambda job: reverse("pools:edit", args=[job.pool_id]),
+))

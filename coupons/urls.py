@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import views
+from .jobs import views as job_views
 
 app_name = "coupons"
 
@@ -12,7 +13,10 @@ urlpatterns = [
     path("generation/<int:pk>/", views.GenerationBatchView.as_view(), name="generation_batch"),
     path("pools/<int:pk>/statistics/", views.PoolStatisticsView.as_view(), name="pool_statistics"),
     path("coupons/<int:coupon_pk>/<str:action>/", views.CouponActionView.as_view(), name="coupon_action"),
-    path("jobs/<int:pk>/", views.JobView.as_view(), name="job"),
+    path("exports/<int:pk>/download/", views.ExportDownloadView.as_view(), name="export_download"),
+    path("jobs/", job_views.JobListView.as_view(), name="jobs"),
+    path("jobs/<str:kind>/<int:pk>/", job_views.JobCardView.as_view(), name="job"),
+    path("jobs/<str:kind>/<int:pk>/<str:action>/", job_views.JobActionView.as_view(), name="job_action"),
     path("customers/", views.CustomerListView.as_view(), name="customers"),
     path("customers/<int:pk>/", views.CustomerDetailView.as_view(), name="customer"),
     path("customers/<int:pk>/assign/", views.CustomerAssignView.as_view(), name="customer_assign"),

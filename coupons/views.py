@@ -1,14 +1,12 @@
-import csv
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.generic import TemplateView
 from django_filters.views import FilterView
@@ -18,18 +16,21 @@ from pools.models import PoolSource
 from pools.selectors import pool_get_visible, pool_list_visible
 
 from . import selectors, services
-from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply
+from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_submit
+from .exports import EXPORT_KEPT, STREAM_LIMIT, coupons_to_export, csv_lines, export_submit
 from .filters import CouponFilter
 from .forms import AssignForm, GenerationForm, GiftCardRedeemForm, TransferForm
-from .generation import GenerationError, generation_resume, generation_start, pool_generation_capacity
-from .jobs import job_resume, job_start
-from .models import CouponJob, CouponStatus, Customer, GenerationBatch
+from .generation import GenerationError, generation_start, pool_generation_capacity
+from .jobs.selectors import job_get_visible, live_jobs
+from .jobs.views import JobFragmentView, next_url, say_queued
+from .models import CouponStatus, Customer
 from .services import Actor, CouponActionError
 from .tables import CouponTable, CustomerCouponTable, CustomerTable
 
 PAGE_SIZE = 50
 PAGE_COUNT_EXACT_LIMIT = 20_000
 FILTER_KEYS = ("q", "match", "status", "claimed_from", "claimed_to", "expires_from", "expires_to")
+SHOWN_JOB_KINDS = ("bulk_action", "export", "propagation")  # ?job=<kind>:<id> on the Coupons tab
 
 
 def _int_param(request, name):
@@ -87,8 +88,7 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
             matching=matching,
             matching_is_estimate=approximate,
             bulk_actions=BULK_ACTIONS.values(),
-            running_jobs=self.pool.jobs.filter(status__in=["queued", "running"]).order_by("-id")[:3],
-            shown_job=CouponJob.objects.filter(pool=self.pool, pk=_int_param(self.request, "job")).first(),
+            job_cards=self.job_cards(),
             is_bulk_pool=self.pool.source == PoolSource.BULK,
             is_uploaded_pool=self.pool.source == PoolSource.UPLOADED,
             has_batches=self.pool.generation_batches.exists(),
@@ -96,6 +96,21 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
             filtered=any(self.request.GET.get(k) for k in FILTER_KEYS),
         )
         return context
+
+    def job_cards(self) -> list:
+        """The pool's coupon jobs on their way, and the one just submitted (``?job=``)."""
+        cards = [job for kind, job in live_jobs(user=self.request.user, pool=self.pool) if kind.name in SHOWN_JOB_KINDS][:3]
+        kind, _, pk = self.request.GET.get("job", "").partition(":")
+        if kind in SHOWN_JOB_KINDS and pk.isdigit():
+            try:
+                shown = job_get_visible(kind=kind, pk=int(pk), user=self.request.user)
+            except Http404:
+                shown = None
+            if shown is not None and shown.pool_id == self.pool.pk and all(
+                (job.kind_name, job.pk) != (shown.kind_name, shown.pk) for job in cards
+            ):
+                cards.insert(0, shown)
+        return cards
 
 
 class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
@@ -126,12 +141,10 @@ class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
             coupons = coupons.filter(id__in=ids)
         total = selectors.count_or_estimate(coupons)
         if total > ASYNC_THRESHOLD:
-            job = job_start(
-                kind=CouponJob.Kind.BULK_ACTION, pool=self.pool, user=request.user, total=total,
-                params={"action": action.name, "filters": filters, "ids": ids, "user_id": request.user.pk},
-            )
-            messages.info(request, f"{action.label}: {total:,} coupons are being processed in the background.")
-            return redirect(self._back(filters, job=job.pk))
+            job = bulk_submit(pool=self.pool, action=action, filters=filters, ids=ids, user=request.user, total=total,
+                              submission=request.POST.get("submission", ""))
+            say_queued(request, job, f"{action.label.replace(' selected', '')}: about {total:,} coupons, in the background.")
+            return redirect(self._back(filters, job=f"{job.kind_name}:{job.pk}"))
         result = bulk_apply(action=action, queryset=coupons, pool_id=self.pool.pk, actor=Actor.of_user(request.user))
         level = messages.SUCCESS if result.applied else messages.WARNING
         messages.add_message(request, level, result.message(action))
@@ -164,60 +177,18 @@ class PoolGenerationView(PoolTabMixin, TemplateView):
         form = GenerationForm(request.POST)
         if form.is_valid():
             try:
-                generation_start(pool=self.pool, count=form.cleaned_data["count"], user=request.user)
+                batch = generation_start(pool=self.pool, count=form.cleaned_data["count"], user=request.user,
+                                         submission=request.POST.get("submission", ""))
             except GenerationError as exc:
                 form.add_error("count", str(exc))
             else:
-                messages.success(request, f"Generating {form.cleaned_data['count']:,} coupons.")
+                say_queued(request, batch, f"Generating {batch.total:,} coupons (batch #{batch.pk}).")
                 return redirect("coupons:pool_generation", pk=self.pool.pk)
         return self.render_to_response(self.get_context_data(form=form))
 
 
-class ProgressView(View):
-    """htmx fragment polled for the progress of long work; POST resumes it.
-
-    Subclasses name the row's model, its fragment, the permission to resume, the
-    service that resumes it and the error that service raises.
-    """
-
-    model = None
-    template_name = ""
-    context_name = ""
-    resume_permission = ""
-    resume_error: type[Exception] = ValueError
-
-    def setup(self, request, *args, **kwargs):
-        super().setup(request, *args, **kwargs)
-        self.object = get_object_or_404(self.model.objects.select_related("pool"), pk=kwargs["pk"])
-        pool_get_visible(user=request.user, pk=self.object.pool_id)
-
-    def get(self, request, pk):
-        return render(request, self.template_name, {self.context_name: self.object})
-
-    def post(self, request, pk):
-        if not request.user.has_perm(self.resume_permission):
-            raise PermissionDenied
-        try:
-            self.resume()
-        except self.resume_error as exc:
-            messages.error(request, str(exc))
-        else:
-            messages.success(request, f"Resuming {self.context_name} #{self.object.pk}.")
-        candidate = request.POST.get("next", "")
-        if url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}):
-            return redirect(candidate)
-        return redirect(self.back_url())
-
-
-class GenerationBatchView(ProgressView):
-    model, template_name, context_name = GenerationBatch, "coupons/_generation_batch.html", "batch"
-    resume_permission, resume_error = "coupons.add_coupon", GenerationError
-
-    def resume(self):
-        generation_resume(batch=self.object)
-
-    def back_url(self):
-        return reverse("coupons:pool_generation", args=[self.object.pool_id])
+class GenerationBatchView(JobFragmentView):
+    kind, template_name, context_name = "generation", "coupons/_generation_batch.html", "batch"
 
 
 class CouponActionView(PermissionRequiredMixin, View):
@@ -233,10 +204,7 @@ class CouponActionView(PermissionRequiredMixin, View):
             raise Http404("Unknown action.")
 
     def next_url(self):
-        candidate = self.request.POST.get("next") or self.request.GET.get("next") or ""
-        if url_has_allowed_host_and_scheme(candidate, allowed_hosts={self.request.get_host()}):
-            return candidate
-        return reverse("coupons:pool_coupons", args=[self.coupon.pool_id])
+        return next_url(self.request, reverse("coupons:pool_coupons", args=[self.coupon.pool_id]))
 
     def form_class(self):
         if self.action == "transfer":
@@ -283,61 +251,48 @@ DONE_MESSAGES = {
 }
 
 
-class JobView(ProgressView):
-    model, template_name, context_name = CouponJob, "coupons/_job.html", "job"
-    resume_permission = "coupons.change_coupon"
-
-    def resume(self):
-        job_resume(job=self.object)
-
-    def back_url(self):
-        return reverse("coupons:pool_coupons", args=[self.object.pool_id])
-
-
 class PoolCouponsExportView(PoolTabMixin, View):
-    """Streams the filtered list as CSV, chunk by chunk (keyset), in constant memory."""
-
-    HEADER = ["code", "customer", "claimed_at", "expires_at", "status", "usages", "claims", "balance"]
+    """GET: the filtered list as CSV, streamed at once when small; a larger one is
+    offered as a background export (POST), whose file is ready on the Jobs page."""
 
     def get(self, request, pk):
-        filterset = CouponFilter(request.GET, queryset=selectors.coupons_of_pool(pool=self.pool))
-        coupons = filterset.qs if filterset.is_valid() else filterset.queryset.none()
+        coupons = coupons_to_export(self.pool, request.GET)
+        total, approximate = selectors.count_with_accuracy(coupons, STREAM_LIMIT)
+        if total > STREAM_LIMIT:
+            return render(request, "coupons/export_confirm.html", {
+                "pool": self.pool, "tab": "coupons", "total": total, "approximate": approximate,
+                "filters": self.filters(request.GET), "filter_query": _filter_query(request.GET),
+                "kept_days": EXPORT_KEPT.days,
+            })
         stamp = timezone.now().strftime("%Y%m%d-%H%M")
-        response = StreamingHttpResponse(self.rows(coupons), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(csv_lines(coupons), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="coupons-pool-{self.pool.pk}-{stamp}.csv"'
         return response
 
-    def rows(self, coupons):
-        writer = csv.writer(_Echo())
-        yield "\ufeff" + writer.writerow(self.HEADER)
-        cursor = None
-        columns = ("id", "code", "customer__external_id", "claimed_at", "expires_at", "status", "usages", "claims", "balance")
-        while True:
-            chunk = coupons.order_by("-id")
-            if cursor is not None:
-                chunk = chunk.filter(id__lt=cursor)
-            rows = list(chunk.values_list(*columns)[:5000])
-            if not rows:
-                return
-            for _id, code, customer, claimed, expires, status, usages, claims, balance in rows:
-                yield writer.writerow([
-                    safe_cell(code), safe_cell(customer or ""),
-                    claimed.isoformat() if claimed else "", expires.isoformat() if expires else "",
-                    CouponStatus(status).slug, usages, claims, "" if balance is None else balance,
-                ])
-            cursor = rows[-1][0]
+    def post(self, request, pk):
+        filters = self.filters(request.POST)
+        total = selectors.count_or_estimate(coupons_to_export(self.pool, filters))
+        job = export_submit(pool=self.pool, filters=filters, compress=bool(request.POST.get("compress")),
+                            user=request.user, total=total, submission=request.POST.get("submission", ""))
+        say_queued(request, job, f"Export #{job.pk} of about {total:,} coupons is being written; "
+                                 "its download link appears here and on the Jobs page.")
+        query = urlencode({**filters, "job": f"export:{job.pk}"})
+        return redirect(reverse("coupons:pool_coupons", args=[self.pool.pk]) + f"?{query}")
+
+    @staticmethod
+    def filters(data) -> dict:
+        return {key: data.get(key) for key in FILTER_KEYS if data.get(key)}
 
 
-class _Echo:
-    def write(self, value):
-        return value
+class ExportDownloadView(View):
+    """The file of a finished export, to users who may see its pool."""
 
-
-def safe_cell(value: str) -> str:
-    """Neutralise spreadsheet formulas (CSV injection): a leading = + - @ tab or CR."""
-    if value and value[0] in "=+-@\t\r":
-        return "'" + value
-    return value
+    def get(self, request, pk):
+        job = job_get_visible(kind="export", pk=pk, user=request.user)
+        if not job.is_downloadable:
+            raise Http404("This export has no file (not finished, or expired).")
+        content_type = "application/gzip" if job.compress else "text/csv; charset=utf-8"
+        return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename, content_type=content_type)
 
 
 class PoolStatisticsView(PoolTabMixin, TemplateView):

@@ -12,3 +12,8 @@ def is_deadlock(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError):
         exc = exc.__cause__
     return isinstance(exc, psycopg.errors.DeadlockDetected)
+
+
+# Errors worth trying again (a deadlock, a lost connection, a lock timeout): Django's
+# wrapper, and psycopg's own from a raw cursor's COPY, which Django does not wrap.
+RETRYABLE = (OperationalError, psycopg.OperationalError)

@@ -169,7 +169,10 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Tasks are acknowledged late; Redis hands an unacknowledged task to another worker
     # after this long, so it must outlast the longest job (jobs are resumable anyway).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=12 * 3600)
+        "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=12 * 3600),
+        # A broker that does not answer must not hold a page: the job row is the intent,
+        # and the sweeper sends what could not be sent.
+        "socket_connect_timeout": env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=3.0),
     }
 # Progress lives in job rows (DESIGN rule 7), not in a result backend.
 CELERY_TASK_IGNORE_RESULT = True
@@ -177,6 +180,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Sending a task tries the broker twice, briefly, then gives up (see coupons.jobs.engine).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -188,20 +193,32 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
+# The job engine (coupons.jobs): a running job without a heartbeat for JOB_STALE_SECONDS
+# is interrupted (its worker is gone); the sweeper runs every JOB_SWEEP_INTERVAL_SECONDS,
+# so a dead worker's job is marked within their sum. A queued job whose task did not
+# start within JOB_RESEND_SECONDS is sent again.
+JOB_STALE_SECONDS = env.float("JOB_STALE_SECONDS", default=60.0)
+JOB_HEARTBEAT_SECONDS = env.float("JOB_HEARTBEAT_SECONDS", default=10.0)
+JOB_SWEEP_INTERVAL_SECONDS = env.float("JOB_SWEEP_INTERVAL_SECONDS", default=20.0)
+JOB_RESEND_SECONDS = env.float("JOB_RESEND_SECONDS", default=120.0)
+JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=5)  # after a database error
+JOB_RETRY_DELAY_SECONDS = env.float("JOB_RETRY_DELAY_SECONDS", default=5.0)  # doubled each retry
+
 CELERY_BEAT_SCHEDULE = {
     "expire-coupons": {
         "task": "coupons.tasks.expire_coupons",
         "schedule": env.float("EXPIRY_INTERVAL_SECONDS", default=300.0),
     },
-    "find-interrupted-generation": {
-        "task": "coupons.tasks.mark_interrupted_generation",
-        "schedule": 60.0,
-    },
-    "find-interrupted-imports": {
-        "task": "imports.tasks.mark_interrupted_imports",
-        "schedule": 60.0,
-    },
+    "sweep-jobs": {"task": "coupons.jobs.sweep", "schedule": JOB_SWEEP_INTERVAL_SECONDS},
+    "purge-jobs": {"task": "coupons.jobs.purge", "schedule": env.float("JOB_PURGE_INTERVAL_SECONDS", default=3600.0)},
 }
+# Coupons per committed chunk of a background bulk action and of a pool edit's propagation.
+COUPON_BULK_CHUNK = env.int("COUPON_BULK_CHUNK", default=10_000)
+COUPON_PROPAGATION_CHUNK = env.int("COUPON_PROPAGATION_CHUNK", default=20_000)
+# CSV exports: lists up to this many coupons stream at once, larger ones are written by a
+# worker into the default storage and kept this many days.
+COUPON_EXPORT_STREAM_LIMIT = env.int("COUPON_EXPORT_STREAM_LIMIT", default=100_000)
+COUPON_EXPORT_KEPT_DAYS = env.int("COUPON_EXPORT_KEPT_DAYS", default=7)
 # Codes per bulk generation chunk (one transaction each): memory stays about flat at this.
 COUPON_GENERATION_CHUNK = env.int("COUPON_GENERATION_CHUNK", default=250_000)
 # Chunks one batch writes at once on PostgreSQL, each on its own connection (PostgreSQL

@@ -7,7 +7,7 @@ from .models import ImportJob, ImportRejection
 
 @admin.register(ImportJob)
 class ImportJobAdmin(ReadOnlyAdmin):
-    list_display = ("id", "original_name", "pool", "status", "rows_read", "created", "duplicates_in_file",
+    list_display = ("id", "original_name", "pool", "status", "total", "created", "duplicates_in_file",
                     "existing", "invalid", "created_by", "created_at")
     list_filter = ("status",)
     list_select_related = ("pool", "created_by")

@@ -1,6 +1,6 @@
 """CSV imports into uploaded pools: the job row and the rows it did not import.
 
-An ``ImportJob`` is created when a file is uploaded (the file is kept in the default
+An ``ImportJob`` (a job of the shared lifecycle, ``coupons.jobs``) is created as a draft when a file is uploaded (the file is kept in the default
 storage, MEDIA_ROOT unless configured otherwise, so a worker on another machine can
 read it), configured by the manager, then run by a worker in two phases:
 
@@ -16,16 +16,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from coupons.jobs.base import Job, JobStatus
 from pools.models import CouponPool
-
-
-class ImportStatus(models.TextChoices):
-    UPLOADED = "uploaded", "Waiting for configuration"
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    INTERRUPTED = "interrupted", "Interrupted"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
 
 
 class ImportPhase(models.TextChoices):
@@ -41,7 +33,16 @@ class RowOutcome(models.IntegerChoices):
     EXISTS = 3, "Code exists already"
 
 
-class ImportJob(models.Model):
+class ImportJob(Job):
+    """An uploaded file (a draft until it is configured and started) and its import.
+
+    ``total`` is the file's data rows (no header, no blank lines), known once read;
+    ``processed`` the rows done, of which ``created`` became coupons.
+    """
+
+    job_kind = "import"
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.DRAFT)
     pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, null=True, blank=True, related_name="imports")
     file = models.FileField(upload_to="imports/%Y/%m/", max_length=255)
     original_name = models.CharField(max_length=255)
@@ -53,67 +54,42 @@ class ImportJob(models.Model):
     encoding = models.CharField(max_length=16, default="utf-8")
     mapping = models.JSONField(default=dict, blank=True)  # field name -> 0-based column
 
-    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.UPLOADED)
     phase = models.CharField(max_length=16, choices=ImportPhase.choices, default=ImportPhase.READING)
     bytes_read = models.PositiveBigIntegerField(default=0)
-    rows_read = models.PositiveBigIntegerField(default=0)  # data rows: no header, no blank lines
     staged = models.BooleanField(default=False)  # the whole file is in the staging table
     cursor = models.PositiveBigIntegerField(default=0)  # rows up to this row number are done
     created = models.PositiveBigIntegerField(default=0)
     duplicates_in_file = models.PositiveBigIntegerField(default=0)
     existing = models.PositiveBigIntegerField(default=0)
     invalid = models.PositiveBigIntegerField(default=0)
-    message = models.TextField(blank=True)
-    runner = models.CharField(max_length=32, blank=True)  # the run that works on it (services.import_run)
 
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    queued_at = models.DateTimeField(null=True, blank=True)  # last started or resumed
-    started_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"], name="import_status")]
+    class Meta(Job.Meta):
+        pass
 
     def __str__(self) -> str:
         return f"Import #{self.pk} ({self.original_name})"
-
-    @property
-    def done_rows(self) -> int:
-        return self.created + self.duplicates_in_file + self.existing + self.invalid
 
     @property
     def skipped(self) -> int:
         return self.duplicates_in_file + self.existing + self.invalid
 
     @property
-    def is_active(self) -> bool:
-        return self.status in (ImportStatus.QUEUED, ImportStatus.RUNNING)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (ImportStatus.DONE, ImportStatus.FAILED)
-
-    @property
     def can_start(self) -> bool:
         """Configured and started now, or again after a failure that imported nothing."""
-        return self.status == ImportStatus.UPLOADED or (self.status == ImportStatus.FAILED and not self.cursor)
+        return self.status == JobStatus.DRAFT or (self.status == JobStatus.FAILED and not self.cursor)
 
-    @property
-    def can_resume(self) -> bool:
-        # FAILED is final: the file cannot be imported and nothing of it was.
-        return self.status == ImportStatus.INTERRUPTED
+    def resumable(self) -> bool:
+        # A failure before any row was imported is started again from its configuration.
+        return self.status == JobStatus.INTERRUPTED or bool(self.cursor)
 
     @property
     def percent(self) -> int:
         """Reading counts for the first quarter of the bar, importing for the rest."""
-        if self.status == ImportStatus.DONE:
+        if self.status == JobStatus.DONE:
             return 100
         if self.phase == ImportPhase.READING:
             return int(25 * self.bytes_read / self.size) if self.size else 0
-        return 25 + (int(75 * self.done_rows / self.rows_read) if self.rows_read else 0)
+        return 25 + (int(75 * self.processed / self.total) if self.total else 0)
 
 
 class ImportRejection(models.Model):

@@ -1,5 +1,6 @@
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
+from coupons.jobs.selectors import jobs_visible
 from pools.models import CouponPool, PoolSource
 from pools.selectors import pool_list_visible
 
@@ -8,10 +9,7 @@ from .models import ImportJob
 
 def imports_visible(*, user) -> QuerySet[ImportJob]:
     """Imports into pools the user may see, and the user's own uploads not configured yet."""
-    jobs = ImportJob.objects.select_related("pool", "created_by")
-    if user.is_superuser:
-        return jobs
-    return jobs.filter(Q(pool__in=pool_list_visible(user=user)) | Q(pool__isnull=True, created_by=user))
+    return jobs_visible(ImportJob, user=user).select_related("pool", "created_by")
 
 
 def upload_pools(*, user) -> QuerySet[CouponPool]:

@@ -14,9 +14,9 @@ judge duplicates against every pool:
   and the cursor move on. A worker killed anywhere leaves a job that resumes to the
   same final result.
 
-Only one run of a job works at a time: a run takes the job with a new ``runner``
-token, and every chunk checks the token under the job's row lock, so a run that was
-taken over (a redelivered task, a resume) stops at its next chunk.
+The job's lifecycle (queue, heartbeat, interrupt, resume, cancel) is the shared one
+of ``coupons.jobs``: every chunk checks the run's token under the job's row lock
+(``Run.lock``), so a run that was taken over or cancelled stops at its next chunk.
 """
 
 from __future__ import annotations
@@ -33,13 +33,16 @@ from django.core.files.base import File
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils import timezone
 
+from coupons.jobs.engine import JobFailed, Run, job_execute, job_queue, job_resume
+from coupons.jobs.registry import JobKind, register
 from coupons.models import ActorKind, CouponStatus, EventAction
 from couponsite.dberrors import is_deadlock
 from pools.models import CouponPool, PoolSource
 
-from .models import ImportJob, ImportPhase, ImportStatus, RowOutcome
+from .models import ImportJob, ImportPhase, JobStatus, RowOutcome
 from .parsing import (
     ENCODINGS,
     SNIFF_BYTES,
@@ -57,8 +60,7 @@ from .parsing import (
 log = logging.getLogger(__name__)
 
 CHUNK = settings.COUPON_IMPORT_CHUNK  # rows per committed chunk, in both phases
-STALE_AFTER = timedelta(minutes=2)
-QUEUED_TOO_LONG = timedelta(minutes=30)
+DRAFTS_KEPT = timedelta(hours=24)  # an upload never started is removed with its file after this
 RAW_LIMIT = 1000  # characters kept of an invalid row's cells
 REJECTIONS_KEPT = 100_000  # rows kept of each kind not imported (invalid, repeated, existing)
 
@@ -169,7 +171,7 @@ def earlier_import_of_same_file(job: ImportJob, among=None) -> ImportJob | None:
     """A finished import of the same content (``among``: the imports the user may see)."""
     among = ImportJob.objects.all() if among is None else among
     return (
-        among.filter(sha256=job.sha256, status=ImportStatus.DONE)
+        among.filter(sha256=job.sha256, status=JobStatus.DONE)
         .exclude(pk=job.pk).select_related("pool").order_by("-id").first()
     )
 
@@ -193,74 +195,61 @@ def import_start(*, job: ImportJob, pool: CouponPool, options: Options, user=Non
         job.pool = pool
         job.delimiter, job.has_header, job.encoding = options.delimiter, options.has_header, options.encoding
         job.mapping = dict(options.mapping)
-        job.status, job.phase, job.message = ImportStatus.QUEUED, ImportPhase.READING, ""
-        job.queued_at = timezone.now()
-        job.bytes_read = job.rows_read = 0
+        job.phase = ImportPhase.READING
+        job.bytes_read = job.total = job.processed = 0
         job.staged = False
         job.created_by = job.created_by or _user(user)
-        job.finished_at = None
+        job_queue(job, enqueue=enqueue)
         job.save()
-        if enqueue:
-            _enqueue(job)
     return job
 
 
-def import_resume(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        stale = job.status == ImportStatus.RUNNING and (
-            job.heartbeat_at is None or job.heartbeat_at < timezone.now() - STALE_AFTER
-        )
-        if not (job.can_resume or stale):
-            raise ImportRefused("Only an interrupted import (or one whose worker stopped) can be resumed.")
-        job.status, job.message, job.queued_at = ImportStatus.QUEUED, "", timezone.now()
-        job.save(update_fields=["status", "message", "queued_at"])
-        if enqueue:
-            _enqueue(job)
-    return job
-
-
-def _enqueue(job: ImportJob) -> None:
-    from .tasks import run_import
-
-    transaction.on_commit(lambda: run_import.delay(job.pk))
+def import_resume(*, job: ImportJob, user=None, enqueue: bool = True) -> ImportJob:
+    return job_resume(job=job, user=user, enqueue=enqueue)
 
 
 # --- run -------------------------------------------------------------------------------
 
 
-class _TakenOver(Exception):
-    """Another run of the same job took it over; this one stops."""
-
-
 def import_run(*, job_id: int, progress=None) -> ImportJob:
-    """Run the import to its end (or resume it); returns the finished job."""
-    progress = progress or (lambda job: None)
-    runner = uuid.uuid4().hex
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update(of=("self",)).select_related("pool").get(pk=job_id)
-        if job.is_finished:
-            return job
+    """Run a queued import here (a command, a test); the job as it ended."""
+    job_execute(kind=IMPORT, job_id=job_id, progress=progress)
+    return ImportJob.objects.get(pk=job_id)
+
+
+def import_run_job(job: ImportJob, run: Run) -> str:
+    """The import's work, as a run of the job engine; returns the summary."""
+    job = ImportJob.objects.select_related("pool").get(pk=job.pk)
+    try:
         if job.pool is None or job.pool.source != PoolSource.UPLOADED:
             raise FileProblem("The import has no pool that takes uploaded coupons.")
-        now = timezone.now()
-        job.runner, job.status, job.message = runner, ImportStatus.RUNNING, ""
-        job.started_at, job.heartbeat_at = job.started_at or now, now
-        job.save(update_fields=["runner", "status", "message", "started_at", "heartbeat_at"])
-    try:
         if not (job.staged and _stage_is_filled(job)):
-            job = _read_phase(job, runner, progress)
-        job = _import_phase(job, runner, progress)
-    except _TakenOver:
-        return ImportJob.objects.get(pk=job_id)
-    return job
+            job = _read_phase(job, run)
+        job = _import_phase(job, run)
+    except FileProblem as exc:
+        imported = _forget_failed_start(job)
+        raise JobFailed(str(exc) + (" Resume the import once this is fixed." if imported else "")) from exc
+    return _finish(job)
 
 
-def _lock(job: ImportJob, runner: str) -> ImportJob:
-    job = ImportJob.objects.select_for_update(of=("self",)).select_related("pool__current_terms").get(pk=job.pk)
-    if job.runner != runner or job.status != ImportStatus.RUNNING:
-        raise _TakenOver
-    return job
+def _forget_failed_start(job: ImportJob) -> bool:
+    """A file that cannot be imported, before any row was: drop what was staged, so that
+    it can be configured and started again (``can_start``). Whether rows were imported."""
+    job.refresh_from_db(fields=["cursor"])
+    if job.cursor:
+        return True  # coupons exist: keep the stage, the import resumes once the problem is fixed
+    _drop_stage(job)
+    ImportJob.objects.filter(pk=job.pk).update(staged=False)
+    return False
+
+
+def _drop_stage(job: ImportJob) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {_stage(job)}")
+
+
+def _lock(run: Run) -> ImportJob:
+    return run.lock(ImportJob.objects.select_related("pool__current_terms"))
 
 
 def _stage(job: ImportJob) -> str:
@@ -280,11 +269,11 @@ def _stage_is_filled(job: ImportJob) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
+def _read_phase(job: ImportJob, run: Run) -> ImportJob:
     options = job_options(job)
     stage = _stage(job)
     with transaction.atomic():
-        job = _lock(job, runner)
+        job = _lock(run)
         with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {stage}")
             if _postgresql():
@@ -298,30 +287,27 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
                     f"CREATE TABLE {stage} (row INTEGER PRIMARY KEY, code TEXT NOT NULL, customer TEXT, "
                     "expires_at TEXT, expires_text TEXT, outcome INTEGER NOT NULL DEFAULT 0, reason TEXT)"
                 )
-        job.phase, job.bytes_read, job.rows_read, job.staged = ImportPhase.READING, 0, 0, False
-        job.save(update_fields=["phase", "bytes_read", "rows_read", "staged"])
-    progress(job)
+        job.phase, job.bytes_read, job.total, job.staged = ImportPhase.READING, 0, 0, False
+        run.save(job, "phase", "bytes_read", "total", "staged")
     mapping = options.mapping
     with job.file.open("rb") as raw:
         records = read_records(raw, options)
         while True:
             with transaction.atomic():
-                job = _lock(job, runner)
+                job = _lock(run)
                 staged = _stage_rows(stage, records, mapping, limit=CHUNK)
                 if not staged:
                     break
-                job.rows_read += staged
+                job.total += staged
                 job.bytes_read = min(_tell(raw), job.size)
-                job.heartbeat_at = timezone.now()
-                job.save(update_fields=["rows_read", "bytes_read", "heartbeat_at"])
-            progress(job)
+                run.save(job, "total", "bytes_read")
     with transaction.atomic():
-        job = _lock(job, runner)
+        job = _lock(run)
         with connection.cursor() as cursor:
             if _postgresql():
                 cursor.execute(f"CREATE INDEX {stage}_row ON {stage} (row)")
                 # One hash aggregate over the file's codes: about 100 bytes a row, in memory.
-                work_mem = min(max(64, job.rows_read // 10_000), 512)
+                work_mem = min(max(64, job.total // 10_000), 512)
                 cursor.execute(f"SET LOCAL work_mem = '{int(work_mem)}MB'")
             # First what makes a row invalid whatever else is in the file (its customer),
             # then repeated codes among the rows left: every later step sees the same rows,
@@ -339,9 +325,7 @@ def _read_phase(job: ImportJob, runner: str, progress) -> ImportJob:
             if job.pool.aggregated and "customer" in job.mapping:
                 _mark_repeated_customers(cursor, stage)
         job.staged, job.phase, job.bytes_read = True, ImportPhase.IMPORTING, job.size
-        job.heartbeat_at = timezone.now()
-        job.save(update_fields=["staged", "phase", "bytes_read", "heartbeat_at"])
-    progress(job)
+        run.save(job, "staged", "phase", "bytes_read")
     return job
 
 
@@ -477,7 +461,7 @@ def _insert_rows(stage: str, chunk: list, mapping: dict[str, int]) -> None:
         )
 
 
-def _import_phase(job: ImportJob, runner: str, progress) -> ImportJob:
+def _import_phase(job: ImportJob, run: Run) -> ImportJob:
     stage = _stage(job)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT max(row) FROM {stage}")
@@ -489,19 +473,18 @@ def _import_phase(job: ImportJob, runner: str, progress) -> ImportJob:
             if ahead and job.cursor + CHUNK < last_row:
                 ahead.probe(lower=job.cursor + CHUNK, upper=job.cursor + 2 * CHUNK)
             with transaction.atomic():
-                job = _lock(job, runner)
+                job = _lock(run)
                 if job.cursor >= last_row:
-                    return _finish(job, stage)
+                    return job
                 upper = job.cursor + CHUNK
                 counts = _import_chunk(job, stage, lower=job.cursor, upper=upper, probed=probed)
                 job.created += counts.get(0, 0)
                 job.invalid += counts.get(RowOutcome.INVALID, 0)
                 job.duplicates_in_file += counts.get(RowOutcome.DUPLICATE_IN_FILE, 0)
                 job.existing += counts.get(RowOutcome.EXISTS, 0)
+                job.processed += sum(counts.values())
                 job.cursor = min(upper, last_row)
-                job.heartbeat_at = timezone.now()
-                job.save(update_fields=["created", "invalid", "duplicates_in_file", "existing", "cursor", "heartbeat_at"])
-            progress(job)
+                run.save(job, "created", "invalid", "duplicates_in_file", "existing", "processed", "cursor")
     finally:
         if ahead:
             ahead.close()
@@ -665,19 +648,15 @@ def _claim_events(cursor, stage: str, in_chunk: str, params: dict, actor_user) -
     )
 
 
-def _finish(job: ImportJob, stage: str) -> ImportJob:
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {stage}")
-    now = timezone.now()
-    job.status, job.finished_at, job.heartbeat_at = ImportStatus.DONE, now, now
-    job.message = _summary(job)
-    job.save(update_fields=["status", "finished_at", "heartbeat_at", "message"])
-    return job
+def _finish(job: ImportJob) -> str:
+    _drop_stage(job)
+    return _summary(job)
 
 
 def _summary(job: ImportJob) -> str:
     if job.created:
-        return f"{job.created:,} coupons created from {job.rows_read:,} rows."
+        rows = f"{job.total:,} row{'s' if job.total != 1 else ''}"
+        return f"{job.created:,} coupon{'s' if job.created != 1 else ''} created from {rows}."
     parts = [
         f"{count:,} {what}" for count, what in (
             (job.existing, "codes exist already"), (job.duplicates_in_file, "rows repeat an earlier row"),
@@ -685,44 +664,40 @@ def _summary(job: ImportJob) -> str:
         ) if count
     ]
     again = " This file was imported before." if job.existing and earlier_import_of_same_file(job) else ""
-    return f"Nothing was created: {', '.join(parts)}.{again}"
+    return f"Nothing was created: {', '.join(parts) or 'the file has no rows'}.{again}"
 
 
-def import_fail(*, job_id: int, error: str) -> None:
-    """The file cannot be imported: drop what was staged; nothing was created.
+def _cleanup(job: ImportJob) -> None:
+    """A cancelled import: its staging table goes; a draft's file goes too (nothing of it
+    was imported). What an import created stays, with its rows not imported."""
+    _drop_stage(job)
+    if job.started_at is None and job.file:
+        job.file.delete(save=False)
+        ImportJob.objects.filter(pk=job.pk).update(file="")
 
-    (Should coupons exist already, the job is interrupted instead: it must never say
-    "nothing was imported" about a pool that holds some of its coupons.)"""
-    job = ImportJob.objects.filter(pk=job_id).first()
-    if job is None or job.status == ImportStatus.DONE:
-        return
-    if job.cursor:
-        import_interrupt(job_id=job_id, error=f"{error} Resume the import once this is fixed.")
-        return
+
+def _purge() -> int:
+    """Uploads never started (drafts, and drafts cancelled) are removed with their file
+    after ``DRAFTS_KEPT``; staging tables of imports that will not run again are dropped."""
+    old = timezone.now() - DRAFTS_KEPT
+    drafts = ImportJob.objects.filter(started_at__isnull=True, created_at__lt=old).filter(
+        Q(status=JobStatus.DRAFT) | Q(status=JobStatus.CANCELLED)
+    )
+    removed = 0
+    for job in drafts.iterator():
+        if job.file:
+            job.file.delete(save=False)
+        job.delete()
+        removed += 1
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {_stage(job)}")
-    ImportJob.objects.filter(pk=job_id).exclude(status=ImportStatus.DONE).update(
-        status=ImportStatus.FAILED, message=error[:2000], finished_at=timezone.now(), staged=False,
-    )
-
-
-def import_interrupt(*, job_id: int, error: str) -> None:
-    ImportJob.objects.filter(pk=job_id, status__in=[ImportStatus.QUEUED, ImportStatus.RUNNING]).update(
-        status=ImportStatus.INTERRUPTED, message=error[:2000]
-    )
-
-
-def import_mark_interrupted(*, now=None) -> int:
-    """Imports whose worker stopped sending heartbeats, or that waited too long in the queue."""
-    now = now or timezone.now()
-    stale = ImportJob.objects.filter(
-        Q(status=ImportStatus.RUNNING, heartbeat_at__lt=now - STALE_AFTER)
-        | Q(status=ImportStatus.QUEUED, queued_at__lt=now - QUEUED_TOO_LONG)
-    )
-    return stale.update(
-        status=ImportStatus.INTERRUPTED,
-        message="The worker stopped while importing; resume the import to finish it.",
-    )
+        staged = [int(name.rsplit("_", 1)[1]) for name in connection.introspection.table_names(cursor)
+                  if name.startswith("imports_stage_") and name.rsplit("_", 1)[1].isdigit()]
+    may_run = ImportJob.objects.filter(pk__in=staged, status__in=[
+        JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.INTERRUPTED, JobStatus.FAILED,
+    ]).values_list("pk", flat=True)
+    for job_id in set(staged) - set(may_run):
+        _drop_stage(ImportJob(pk=job_id))
+    return removed
 
 
 def local_file(path) -> File:
@@ -730,3 +705,11 @@ def local_file(path) -> File:
     handle = open(path, "rb")  # noqa: SIM115 - closed by the caller through File
     return File(handle, name=str(path))
 
+
+IMPORT = "import"
+
+register(JobKind(
+    name=IMPORT, label="Import", model=ImportJob, run=import_run_job, cleanup=_cleanup, purge=_purge,
+    describe=lambda job: f"Import {job.original_name}", permission="coupons.add_coupon", unit="rows",
+    result_url=lambda job: reverse("imports:detail", args=[job.pk]),
+))

@@ -2,22 +2,10 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
+from coupons.templatetags.job_tags import status_badge
 from couponsite.tables import BaseTable
 
-from .models import ImportJob, ImportStatus
-
-STATUS_BADGES = {
-    ImportStatus.UPLOADED: "text-bg-light border",
-    ImportStatus.QUEUED: "text-bg-info",
-    ImportStatus.RUNNING: "text-bg-primary",
-    ImportStatus.INTERRUPTED: "text-bg-warning",
-    ImportStatus.DONE: "text-bg-success",
-    ImportStatus.FAILED: "text-bg-danger",
-}
-
-
-def import_status_badge(job: ImportJob):
-    return format_html('<span class="badge {}">{}</span>', STATUS_BADGES[job.status], job.get_status_display())
+from .models import ImportJob, JobStatus
 
 
 class ImportTable(BaseTable):
@@ -25,7 +13,7 @@ class ImportTable(BaseTable):
     original_name = tables.Column(verbose_name="File", orderable=False)
     pool = tables.Column(verbose_name="Coupon pool", orderable=False, empty_values=())
     status = tables.Column(orderable=False)
-    rows_read = tables.Column(verbose_name="Rows", orderable=False, attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})
+    total = tables.Column(verbose_name="Rows", orderable=False, attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})
     created = tables.Column(verbose_name="Created", orderable=False, attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})
     skipped = tables.Column(verbose_name="Skipped", orderable=False, empty_values=(), attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})
     created_by = tables.Column(verbose_name="By", orderable=False, default="command line")
@@ -33,12 +21,12 @@ class ImportTable(BaseTable):
 
     class Meta(BaseTable.Meta):
         model = ImportJob
-        fields = ("id", "original_name", "pool", "status", "rows_read", "created", "skipped", "created_by", "created_at")
+        fields = ("id", "original_name", "pool", "status", "total", "created", "skipped", "created_by", "created_at")
         empty_text = "No imports yet. Upload a CSV file from an uploaded pool's Coupons tab."
         row_attrs = {"data-testid": "import-row"}
 
     def render_id(self, record):
-        target = "imports:configure" if record.status == ImportStatus.UPLOADED else "imports:detail"
+        target = "imports:configure" if record.status == JobStatus.DRAFT else "imports:detail"
         return format_html('<a href="{}">#{}</a>', reverse(target, args=[record.pk]), record.pk)
 
     def render_pool(self, record):
@@ -47,9 +35,9 @@ class ImportTable(BaseTable):
         return format_html('<a href="{}">{}</a>', reverse("coupons:pool_coupons", args=[record.pool_id]), record.pool.name)
 
     def render_status(self, record):
-        return import_status_badge(record)
+        return status_badge(record)
 
-    def render_rows_read(self, value):
+    def render_total(self, value):
         return f"{value:,}"
 
     def render_created(self, value):

@@ -1,5 +1,3 @@
-import csv
-
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.http import Http404, StreamingHttpResponse
@@ -10,11 +8,12 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_tables2 import SingleTableView
 
-from coupons.views import ProgressView, _Echo, safe_cell
+from coupons.exports import BOM, safe_cell, streaming_writer
+from coupons.jobs.views import JobFragmentView, say_queued
 from pools.selectors import pool_get_visible
 
 from .forms import ConfigureForm, UploadForm
-from .models import ImportJob, ImportStatus, RowOutcome
+from .models import ImportJob, JobStatus, RowOutcome
 from .parsing import DELIMITERS, ENCODINGS, FIELDS, FileProblem, Options
 from .selectors import imports_visible, upload_pools
 from .services import (
@@ -22,7 +21,6 @@ from .services import (
     ImportRefused,
     earlier_import_of_same_file,
     import_preview,
-    import_resume,
     import_start,
     import_upload,
     job_options,
@@ -145,10 +143,10 @@ class ImportConfigureView(PermissionRequiredMixin, TemplateView):
         form, preview = self.form_for(request.POST)
         if form.is_valid():
             try:
-                import_start(job=self.job, pool=form.cleaned_data["pool"], options=form.options(), user=request.user)
+                job = import_start(job=self.job, pool=form.cleaned_data["pool"], options=form.options(), user=request.user)
             except (FileProblem, ImportRefused) as exc:
                 return self.render_to_response(self.context(form, preview, error=str(exc)), status=400)
-            messages.success(request, f"Import #{self.job.pk} of {self.job.original_name} has started.")
+            say_queued(request, job, f"Import #{job.pk} of {job.original_name} has started.")
             return redirect("imports:detail", pk=self.job.pk)
         return self.render_to_response(self.context(form, preview), status=400)
 
@@ -178,13 +176,13 @@ class ImportDetailView(TemplateView):
 
     def get(self, request, pk):
         job = _job_visible(request.user, pk)
-        if job.status == ImportStatus.UPLOADED:
+        if job.status == JobStatus.DRAFT:
             return redirect("imports:configure", pk=job.pk)
         return self.render_to_response({"job": job, **_result_context(job)})
 
 
 def _result_context(job: ImportJob) -> dict:
-    if job.status != ImportStatus.DONE:
+    if job.status != JobStatus.DONE:
         return {}
     kept = job.rejections.count() if job.skipped else 0
     return {
@@ -195,18 +193,11 @@ def _result_context(job: ImportJob) -> dict:
     }
 
 
-class ImportProgressView(ProgressView):
-    model, template_name, context_name = ImportJob, "imports/_status.html", "job"
-    resume_permission, resume_error = MANAGE, ImportRefused
+class ImportProgressView(JobFragmentView):
+    kind, template_name = "import", "imports/_status.html"
 
-    def get(self, request, pk):
-        return render(request, self.template_name, {"job": self.object, **_result_context(self.object)})
-
-    def resume(self):
-        import_resume(job=self.object)
-
-    def back_url(self):
-        return reverse("imports:detail", args=[self.object.pk])
+    def extra_context(self, job):
+        return _result_context(job)
 
 
 class ImportRejectionsView(View):
@@ -216,15 +207,15 @@ class ImportRejectionsView(View):
 
     def get(self, request, pk):
         job = _job_visible(request.user, pk)
-        if job.status != ImportStatus.DONE:
+        if job.status != JobStatus.DONE:
             raise Http404("The import has not finished.")
         response = StreamingHttpResponse(self.rows(job), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected-rows.csv"'
         return response
 
     def rows(self, job):
-        writer = csv.writer(_Echo())
-        yield "\ufeff" + writer.writerow(self.HEADER)
+        writer = streaming_writer()
+        yield BOM + writer.writerow(self.HEADER)
         after = 0
         while True:
             chunk = list(

@@ -8,7 +8,8 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from api.models import ApiKey, BulkOperation
-from api.services import api_key_create, api_key_revoke, bulk_run
+from api.services import api_key_create, api_key_revoke
+from coupons.jobs.engine import job_execute, job_resume
 from coupons.models import Coupon, CouponStatus, Customer, CustomerEvent
 from pools.models import CouponPool, ModuleSettings, PoolSource, Product, Store
 from pools.services import UpdateMethod, pool_update
@@ -353,7 +354,7 @@ class TestBulk:
                                 {"coupons": ["B-1", "B-2", {"code": "B-3"}, "TAKEN", "B-1"]}, format="json")
         assert response.status_code == 202 and response.json()["status"] == "queued" and len(callbacks) == 1
         operation_id = response.json()["id"]
-        bulk_run(operation_id=operation_id)  # what the worker runs
+        job_execute(kind="api_bulk", job_id=operation_id)  # what the worker runs
         status = api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status").json()
         assert (status["status"], status["total"], status["succeeded"], status["failed"]) == ("done", 5, 3, 2)
         errors = api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status/error").json()
@@ -361,12 +362,12 @@ class TestBulk:
 
         assign = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/assign",
                           {"coupons": [{"code": "B-1", "customer": "anna"}, {"code": "NOPE", "customer": "anna"}]}, format="json")
-        bulk_run(operation_id=assign.json()["id"])
+        job_execute(kind="api_bulk", job_id=assign.json()["id"])
         assert Coupon.objects.get(code="B-1").customer.external_id == "anna"
         assert api.get(f"/api/v1/bulk-operation/coupons/{assign.json()['id']}/status/error").json()[0]["error_code"] == "coupon_not_found"
 
         unassign = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/unassign", {"coupons": ["B-1", "B-2"]}, format="json")
-        bulk_run(operation_id=unassign.json()["id"])
+        job_execute(kind="api_bulk", job_id=unassign.json()["id"])
         assert Coupon.objects.get(code="B-1").status == S.UNASSIGNED
         unassign_errors = api.get(f"/api/v1/bulk-operation/coupons/{unassign.json()['id']}/status/error").json()
         assert [(e["code"], e["error_code"]) for e in unassign_errors] == [("B-2", "status_unassigned")]
@@ -534,9 +535,11 @@ class TestReviewFindings:
         response = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/add", {"coupons": ["RR-1", "RR-2", "RR-1"]},
                             format="json")
         operation_id = response.json()["id"]
-        bulk_run(operation_id=operation_id)
-        BulkOperation.objects.filter(pk=operation_id).update(status=BulkOperation.Status.RUNNING)  # a redelivery
-        bulk_run(operation_id=operation_id)
+        job_execute(kind="api_bulk", job_id=operation_id)
+        # A run that did the work and died before it said so: interrupted, then resumed.
+        BulkOperation.objects.filter(pk=operation_id).update(status="interrupted")
+        job_resume(job=BulkOperation.objects.get(pk=operation_id), enqueue=False)
+        job_execute(kind="api_bulk", job_id=operation_id)
         status = api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status").json()
         assert (status["succeeded"], status["failed"]) == (2, 1)
         assert [e["error_code"] for e in api.get(f"/api/v1/bulk-operation/coupons/{operation_id}/status/error").json()] == [

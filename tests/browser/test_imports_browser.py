@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from coupons.models import Coupon, CouponStatus
-from imports.models import ImportJob, ImportStatus
+from imports.models import ImportJob, JobStatus
 from tests.browser.conftest import ARTIFACTS, login
 from tests.factories import BulkPoolFactory, CustomerFactory, PoolFactory, UserFactory
 
@@ -84,7 +84,7 @@ def test_upload_configure_progress_and_result(page, celery_worker_process, tmp_p
 
     # And the coupons are in the pool, the VIP one claimed by the member
     job = ImportJob.objects.get()
-    assert job.status == ImportStatus.DONE and job.created == 30_000
+    assert job.status == JobStatus.DONE and job.created == 30_000
     assert Coupon.objects.filter(pool=pool, status=CouponStatus.UNASSIGNED).count() == 29_999
     assert Coupon.objects.get(code="PC-VIP").customer.external_id == "MEMBER-1"
 

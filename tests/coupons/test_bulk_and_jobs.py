@@ -6,9 +6,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from coupons import bulk, jobs
+from coupons import bulk
 from coupons.expiry import coupons_expire_due
-from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent
+from coupons.jobs.engine import JobRefused, job_create, job_execute, job_resume
+from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent, JobStatus
 from coupons.propagation import affected_coupons
 from coupons.services import Actor
 from pools.services import UpdateMethod, pool_update
@@ -75,12 +76,12 @@ def test_a_large_bulk_action_runs_in_a_real_celery_worker(celery_worker_process)
     pool = PoolFactory()
     for _ in range(25):
         CouponFactory(pool=pool, status=S.CLAIMED)
-    job = jobs.job_start(kind=CouponJob.Kind.BULK_ACTION, pool=pool, total=25,
-                         params={"action": "invalidate", "filters": {"status": "claimed"}, "ids": None})
+    job = job_create(CouponJob, kind=CouponJob.Kind.BULK_ACTION, pool=pool, total=30, total_is_estimate=True,
+                     params={"action": "invalidate", "filters": {"status": "claimed"}, "ids": None})
     # When the worker picks it up, then it finishes with every coupon invalidated
     job = celery_worker_process.wait_for(lambda: CouponJob.objects.get(pk=job.pk), lambda j: j.is_finished)
     assert job.status == "done", job.message
-    assert (job.processed, job.applied) == (25, 25)
+    assert (job.processed, job.applied, job.total, job.total_is_estimate) == (25, 25, 25, False)  # counted exactly
     assert job.message == "Invalidated 25 coupons."
     assert Coupon.objects.filter(pool=pool, status=S.INVALID).count() == 25
 
@@ -93,9 +94,9 @@ def test_job_resumes_from_its_cursor():
     # a previous run committed the three newest and then died
     newest = sorted(coupons, key=lambda c: -c.pk)[:3]
     Coupon.objects.filter(pk__in=[c.pk for c in newest]).update(status=S.REDEEMED, usages=1)
-    CouponJob.objects.filter(pk=job.pk).update(cursor=newest[-1].pk, processed=3, applied=3, status="running")
-    jobs.job_run(job_id=job.pk)
-    job.refresh_from_db()
+    CouponJob.objects.filter(pk=job.pk).update(cursor=newest[-1].pk, processed=3, applied=3, status="interrupted")
+    job_resume(job=job, enqueue=False)
+    job = job_execute(kind="bulk_action", job_id=job.pk)
     assert (job.status, job.processed, job.applied) == ("done", 6, 6)
     assert set(Coupon.objects.filter(pool=pool).values_list("usages", flat=True)) == {1}  # none twice
 
@@ -194,13 +195,33 @@ def test_a_job_stopped_by_a_database_error_is_retried_from_its_cursor():
     CouponFactory(pool=pool, status=S.CLAIMED)
     job = CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool,
                                    params={"action": "invalidate", "filters": {}, "ids": None})
-    with mock.patch("coupons.bulk.bulk_run_job", side_effect=OperationalError("deadlock detected")):
+    with mock.patch("coupons.bulk.bulk_apply", side_effect=OperationalError("deadlock detected")):
         with pytest.raises(OperationalError):
-            jobs.job_run(job_id=job.pk)
+            job_execute(kind="bulk_action", job_id=job.pk, retry_in=5)
     job.refresh_from_db()
     assert job.status == "queued"  # not failed: Celery's retry must find work to do
-    jobs.job_run(job_id=job.pk)  # the retry
+    assert job.dispatched_at > timezone.now()  # the retry is due in 5 s: the sweeper leaves it alone
+    job_execute(kind="bulk_action", job_id=job.pk)  # the retry
     job.refresh_from_db()
+    assert (job.status, job.applied, job.attempts) == ("done", 1, 2)
+
+
+def test_retries_exhausted_end_failed_with_the_reason_and_resumable():
+    from unittest import mock
+
+    from django.db import OperationalError
+
+    pool = PoolFactory()
+    CouponFactory(pool=pool, status=S.CLAIMED)
+    job = CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool,
+                                   params={"action": "invalidate", "filters": {}, "ids": None})
+    with mock.patch("coupons.bulk.bulk_apply", side_effect=OperationalError("could not obtain lock")):
+        job_execute(kind="bulk_action", job_id=job.pk, retry_in=None)  # the last attempt
+    job.refresh_from_db()
+    assert job.status == "failed" and job.can_resume
+    assert job.message == "Stopped by a database error after 1 attempts: could not obtain lock. Resume to go on."
+    job_resume(job=job, enqueue=False)
+    job = job_execute(kind="bulk_action", job_id=job.pk)
     assert (job.status, job.applied) == ("done", 1)
 
 
@@ -209,11 +230,11 @@ def test_a_failed_job_can_be_resumed(django_capture_on_commit_callbacks):
     job = CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool, status="failed",
                                    params={"action": "invalidate", "filters": {}, "ids": None})
     with django_capture_on_commit_callbacks() as callbacks:
-        jobs.job_resume(job=job)
+        job_resume(job=job)
     job.refresh_from_db()
     assert job.status == "queued" and len(callbacks) == 1
-    with pytest.raises(ValueError):
-        jobs.job_resume(job=job)
+    with pytest.raises(JobRefused, match="Only an interrupted or failed job can be resumed"):
+        job_resume(job=job)
 
 
 def test_an_older_edit_job_never_undoes_a_newer_edit(monkeypatch, django_capture_on_commit_callbacks):
@@ -226,8 +247,8 @@ def test_an_older_edit_job_never_undoes_a_newer_edit(monkeypatch, django_capture
     with django_capture_on_commit_callbacks(execute=False):
         _, first = pool_update(pool=pool, actor=None, value=Decimal("20.00"), update_method=UpdateMethod.UNASSIGNED)
         _, second = pool_update(pool=pool, actor=None, value=Decimal("30.00"), update_method=UpdateMethod.UNASSIGNED)
-    jobs.job_run(job_id=second.job.pk)  # a worker picks the newer job first
-    jobs.job_run(job_id=first.job.pk)
+    job_execute(kind="propagation", job_id=second.job.pk)  # a worker picks the newer job first
+    job_execute(kind="propagation", job_id=first.job.pk)
     values = set(Coupon.objects.filter(pool=pool).values_list("terms__effective__value", flat=True))
     assert values == {Decimal("30.00")}
     second.job.refresh_from_db()

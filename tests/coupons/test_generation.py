@@ -13,8 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from coupons import generation
-from coupons.generation import GenerationError, generation_run, generation_start
-from coupons.models import Coupon, CouponStatus, GenerationBatch, GenerationStatus
+from coupons.generation import GenerationError, generation_start
+from coupons.jobs import engine
+from coupons.jobs.engine import job_execute, job_run_here
+from coupons.models import Coupon, CouponStatus, GenerationBatch, JobStatus
 from coupons.services import Actor, CouponActionError, coupon_claim
 from pools.models import CouponPool, PoolSource
 from pools.patterns.parsing import Pattern
@@ -28,7 +30,7 @@ S = CouponStatus
 
 def generate(pool, count, **kwargs):
     batch = generation_start(pool=pool, count=count, enqueue=False, **kwargs)
-    return generation_run(batch_id=batch.pk)
+    return job_run_here(batch)  # what the worker runs
 
 
 class TestExactCounts:
@@ -36,7 +38,7 @@ class TestExactCounts:
         monkeypatch.setattr(generation, "CHUNK", 700)
         pool = BulkPoolFactory(pattern="EX-$$$$$$$$")
         batch = generate(pool, 5_000)
-        assert (batch.status, batch.generated) == (GenerationStatus.DONE, 5_000)
+        assert (batch.status, batch.processed) == (JobStatus.DONE, 5_000)
         codes = list(Coupon.objects.filter(pool=pool).values_list("code", flat=True))
         assert len(codes) == len(set(codes)) == 5_000
         compiled = pool.compiled_pattern()
@@ -63,7 +65,7 @@ class TestExactCounts:
         # When a batch of 80 runs
         batch = generate(pool, 80)
         # Then the taken codes stay in their pool, and the batch still made exactly 80
-        assert batch.generated == 80 == Coupon.objects.filter(pool=pool).count()
+        assert batch.processed == 80 == Coupon.objects.filter(pool=pool).count()
         assert set(Coupon.objects.filter(code__in=taken).values_list("pool_id", flat=True)) == {other.pk}
         assert calls[0] == 80 and calls[1] >= 30  # the second chunk topped up what was skipped
 
@@ -111,7 +113,7 @@ class TestLimits:
     def test_a_failed_batch_gives_back_what_it_did_not_make(self):
         pool = BulkPoolFactory(pattern="FB-####")
         batch = generation_start(pool=pool, count=100, enqueue=False)
-        generation.generation_fail(batch_id=batch.pk, error="boom")
+        GenerationBatch.objects.filter(pk=batch.pk).update(status=JobStatus.FAILED, message="boom")
         assert generation.pool_generation_capacity(pool).available == 100
 
     def test_only_bulk_pools(self):
@@ -141,7 +143,7 @@ def test_parallel_batches_never_break_the_limit_or_duplicate(monkeypatch):
         try:
             barrier.wait()
             batch = generation_start(pool=target, count=count, enqueue=False)
-            outcomes.append(generation_run(batch_id=batch.pk).generated)
+            outcomes.append(job_run_here(batch).processed)
         except GenerationError as exc:
             outcomes.append(str(exc))
         finally:
@@ -167,20 +169,20 @@ def test_killed_worker_loses_nothing_and_the_batch_resumes_to_the_exact_count(ce
     pool = BulkPoolFactory(pattern="KW-$$$$$$$$$$")
     # Given a batch running in a real worker, in chunks of 4,000
     batch = generation_start(pool=pool, count=300_000)
-    celery_worker_process.wait_for(lambda: GenerationBatch.objects.get(pk=batch.pk), lambda b: b.generated >= 8_000)
+    celery_worker_process.wait_for(lambda: GenerationBatch.objects.get(pk=batch.pk), lambda b: b.processed >= 8_000)
     # When the worker is killed mid-batch
     celery_worker_process.process.kill()
     celery_worker_process.process.wait(timeout=10)
     batch.refresh_from_db()
     in_database = Coupon.objects.filter(pool=pool).count()
     # Then what was committed is counted exactly: nothing lost, nothing twice
-    assert 8_000 <= batch.generated < 300_000
-    assert in_database == batch.generated
-    assert batch.status == GenerationStatus.RUNNING
+    assert 8_000 <= batch.processed < 300_000
+    assert in_database == batch.processed
+    assert batch.status == JobStatus.RUNNING
     # And the watchdog marks it interrupted once its heartbeat is stale
-    assert generation.generation_mark_interrupted(now=timezone.now() + timedelta(minutes=5)) == 1
+    assert engine.jobs_mark_interrupted(now=timezone.now() + timedelta(minutes=5)) == 1
     batch.refresh_from_db()
-    assert batch.status == GenerationStatus.INTERRUPTED and batch.can_resume
+    assert batch.status == JobStatus.INTERRUPTED and batch.can_resume
     # And a new worker resumes it to exactly the requested count
     second = start_worker(celery_worker_process.queue, COUPON_GENERATION_CHUNK="50000")
     try:
@@ -188,13 +190,13 @@ def test_killed_worker_loses_nothing_and_the_batch_resumes_to_the_exact_count(ce
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             batch.refresh_from_db()
-            if batch.status == GenerationStatus.DONE:
+            if batch.status == JobStatus.DONE:
                 break
             time.sleep(0.3)
     finally:
         second.terminate()
         second.wait(timeout=30)
-    assert (batch.status, batch.generated) == (GenerationStatus.DONE, 300_000)
+    assert (batch.status, batch.processed) == (JobStatus.DONE, 300_000)
     assert Coupon.objects.filter(pool=pool).count() == 300_000
     assert Coupon.objects.filter(pool=pool).values("code").distinct().count() == 300_000
 
@@ -206,9 +208,11 @@ def test_the_same_batch_run_twice_at_once_does_not_overshoot(monkeypatch):
     batch = generation_start(pool=pool, count=5_000, enqueue=False)
     barrier = threading.Barrier(2)
 
+    runs = []
+
     def run():
         barrier.wait()
-        generation_run(batch_id=batch.pk)  # e.g. a resume while a redelivered task runs
+        runs.append(job_execute(kind="generation", job_id=batch.pk))  # e.g. a task delivered twice
         connections.close_all()
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -217,7 +221,8 @@ def test_the_same_batch_run_twice_at_once_does_not_overshoot(monkeypatch):
     for thread in threads:
         thread.join(60)
     batch.refresh_from_db()
-    assert (batch.status, batch.generated) == (GenerationStatus.DONE, 5_000)
+    assert (batch.status, batch.processed, batch.attempts) == (JobStatus.DONE, 5_000, 1)
+    assert sorted(runs, key=bool)[0] is None  # the second delivery found the batch taken
     assert Coupon.objects.filter(pool=pool).count() == 5_000
 
 
@@ -231,7 +236,7 @@ def test_two_batches_of_one_small_pool_run_together_without_duplicates(monkeypat
 
     def run(batch):
         barrier.wait()
-        generation_run(batch_id=batch.pk)
+        job_run_here(batch)
         connections.close_all()
 
     threads = [threading.Thread(target=run, args=(b,)) for b in (first, second)]
@@ -286,8 +291,8 @@ class TestParallelLanes:
         CouponFactory.create_batch(50, pool=BulkPoolFactory(pattern="LO-######"))
         progress = []
         batch = generation_start(pool=pool, count=9_000, enqueue=False)
-        batch = generation_run(batch_id=batch.pk, progress=lambda b: progress.append(b.generated))
-        assert (batch.status, batch.generated) == (GenerationStatus.DONE, 9_000)
+        batch = job_run_here(batch, progress=lambda b: progress.append(b.processed))
+        assert (batch.status, batch.processed) == (JobStatus.DONE, 9_000)
         codes = list(Coupon.objects.filter(pool=pool).values_list("code", flat=True))
         assert len(codes) == len(set(codes)) == 9_000
         assert len(backends) == 3  # three connections wrote chunks
@@ -300,7 +305,7 @@ class TestParallelLanes:
         taken = [f"DN-{n:04d}" for n in range(0, 10_000, 2)]  # half the combinations, in another pool
         Coupon.objects.bulk_create(Coupon(pool=other, terms=other.current_terms, code=c) for c in taken)
         batch = generate(pool, 100)
-        assert batch.generated == Coupon.objects.filter(pool=pool).count() == 100
+        assert batch.processed == Coupon.objects.filter(pool=pool).count() == 100
         assert Coupon.objects.values("code").distinct().count() == Coupon.objects.count() == 5_100
         assert len(backends) == 2
 
@@ -309,11 +314,10 @@ class TestParallelLanes:
         self.fail_insert(monkeypatch, call=4, error=lambda: RuntimeError("disk full"))
         pool = BulkPoolFactory()
         batch = generation_start(pool=pool, count=20_000, enqueue=False)
-        with pytest.raises(RuntimeError, match="disk full"):
-            generation_run(batch_id=batch.pk)
-        batch.refresh_from_db()
-        assert 0 < batch.generated < 20_000
-        assert Coupon.objects.filter(pool=pool).count() == batch.generated
+        batch = job_run_here(batch)
+        assert batch.status == JobStatus.FAILED and "disk full" in batch.message and batch.can_resume
+        assert 0 < batch.processed < 20_000
+        assert Coupon.objects.filter(pool=pool).count() == batch.processed
 
     @pytest.mark.parametrize("wrapped", [False, True], ids=["from COPY (psycopg's own)", "from execute (Django's)"])
     def test_a_deadlocked_chunk_is_made_again(self, monkeypatch, wrapped):
@@ -334,7 +338,7 @@ class TestParallelLanes:
         self.fail_insert(monkeypatch, call=2, error=deadlock, write_first=True)
         pool = BulkPoolFactory()
         batch = generate(pool, 2_000)
-        assert (batch.status, batch.generated) == (GenerationStatus.DONE, 2_000)
+        assert (batch.status, batch.processed) == (JobStatus.DONE, 2_000)
         assert Coupon.objects.filter(pool=pool).count() == 2_000
 
     def test_each_chunk_follows_the_pools_current_phrases(self, monkeypatch):
@@ -351,43 +355,50 @@ class TestParallelLanes:
 
         monkeypatch.setattr(generation, "_insert_codes", edited_meanwhile)
         batch = generate(pool, 5_000)
-        assert batch.generated == 5_000 and seen[0] == "" and seen[-1] == "77"
+        assert batch.processed == 5_000 and seen[0] == "" and seen[-1] == "77"
         last = Coupon.objects.filter(pool=pool).order_by("-id")[:400]  # the last chunk's codes
         assert not [c.code for c in last if "77" in c.code]
 
-    def test_a_batch_failed_meanwhile_stops_the_lanes(self, monkeypatch):
+    def test_a_batch_cancelled_meanwhile_stops_the_lanes_and_gives_back_its_capacity(self, monkeypatch):
+        from coupons.jobs.engine import job_cancel
+
         self.lanes_seen(monkeypatch, lanes=2, chunk=200)
         insert = generation._insert_codes
-        pool = BulkPoolFactory()
+        pool = BulkPoolFactory(pattern="CM-######")  # at most 10,000
         batch = generation_start(pool=pool, count=10_000, enqueue=False)
 
-        def fail_from_elsewhere():
-            generation.generation_fail(batch_id=batch.pk, error="stopped by an administrator")
-            connections.close_all()
+        once = threading.Lock()
 
-        def failed_meanwhile(pool, matrix):
+        def cancel_from_elsewhere():
+            try:
+                job_cancel(job=batch)  # from another connection, as a manager on the Jobs page would
+            finally:
+                connections.close_all()
+
+        def cancelled_meanwhile(pool, matrix):
             inserted = insert(pool, matrix)
-            if GenerationBatch.objects.get(pk=batch.pk).generated >= 1_000:
-                # From another connection, as an administrator would.
-                stopper = threading.Thread(target=fail_from_elsewhere)
+            # Once, though both lanes get here.
+            if GenerationBatch.objects.get(pk=batch.pk).processed >= 1_000 and once.acquire(blocking=False):
+                stopper = threading.Thread(target=cancel_from_elsewhere)
                 stopper.start()
                 stopper.join()
             return inserted
 
-        monkeypatch.setattr(generation, "_insert_codes", failed_meanwhile)
-        batch = generation_run(batch_id=batch.pk)
-        assert batch.status == GenerationStatus.FAILED
-        assert 1_000 <= batch.generated < 10_000
-        assert Coupon.objects.filter(pool=pool).count() == batch.generated
+        monkeypatch.setattr(generation, "_insert_codes", cancelled_meanwhile)
+        batch = job_run_here(batch)
+        assert batch.status == JobStatus.CANCELLED and not batch.can_resume
+        assert 1_000 <= batch.processed < 10_000
+        assert Coupon.objects.filter(pool=pool).count() == batch.processed
+        assert generation.pool_generation_capacity(pool).available == 10_000 - batch.processed
 
 
 class TestReviewedEdges:
     def test_resuming_a_failed_batch_takes_its_capacity_again(self):
         pool = BulkPoolFactory(pattern="RF-####")  # at most 100
         failed = generation_start(pool=pool, count=100, enqueue=False)
-        generation.generation_fail(batch_id=failed.pk, error="boom")
+        GenerationBatch.objects.filter(pk=failed.pk).update(status=JobStatus.FAILED, message="boom")
         generate(pool, 100)  # the capacity it gave back is used by another batch
-        with pytest.raises(GenerationError, match="reached its maximum of 100"):
+        with pytest.raises(engine.JobRefused, match="reached its maximum of 100"):
             generation.generation_resume(batch=failed, enqueue=False)
         assert Coupon.objects.filter(pool=pool).count() == 100
 
@@ -399,17 +410,17 @@ class TestReviewedEdges:
         pool = BulkPoolFactory()
         batch = generation_start(pool=pool, count=10, enqueue=False)
         with CaptureQueriesContext(connection) as queries:
-            generation_run(batch_id=batch.pk)
+            job_run_here(batch)
         sql = [q["sql"] for q in queries.captured_queries]
         assert not [s for s in sql if "FOR UPDATE" in s]
-        assert [s for s in sql if s.startswith("UPDATE coupons_generationbatch SET generated = generated +")]
+        assert [s for s in sql if s.startswith("UPDATE coupons_generationbatch SET processed = processed +")]
 
     def test_a_batch_that_cannot_make_progress_fails_with_the_reason(self, monkeypatch):
         pool = BulkPoolFactory(pattern="NP-####")
         batch = generation_start(pool=pool, count=10, enqueue=False)
         monkeypatch.setattr(generation, "_insert_codes", lambda pool, matrix: 0)  # every code taken
-        with pytest.raises(GenerationError, match="No new codes could be made"):
-            generation_run(batch_id=batch.pk)
+        batch = job_run_here(batch)
+        assert batch.status == JobStatus.FAILED and batch.message.startswith("No new codes could be made")
 
     def test_a_few_taken_codes_at_the_end_of_a_batch_are_not_a_used_up_pattern(self, monkeypatch):
         pool = BulkPoolFactory()
@@ -423,23 +434,13 @@ class TestReviewedEdges:
             return insert(pool, matrix)
 
         monkeypatch.setattr(generation, "_insert_codes", taken_five_times)
-        assert generation_run(batch_id=batch.pk).generated == 1 and misses == [1] * 5
-
-    def test_the_watchdog_finds_batches_stuck_in_the_queue(self):
-        pool = BulkPoolFactory()
-        batch = generation_start(pool=pool, count=10, enqueue=False)
-        assert generation.generation_mark_interrupted() == 0  # just queued
-        later = timezone.now() + timedelta(hours=1)
-        assert generation.generation_mark_interrupted(now=later) == 1
-        batch.refresh_from_db()
-        assert batch.status == GenerationStatus.INTERRUPTED and batch.can_resume
+        assert job_run_here(batch).processed == 1 and misses == [1] * 5
 
     def test_psycopg_errors_inside_the_copy_are_retried(self, monkeypatch):
         import psycopg
 
-        from coupons.tasks import RETRYABLE, generate_batch
+        from coupons.jobs.tasks import run_job
 
-        assert psycopg.OperationalError in RETRYABLE and generate_batch.autoretry_for == RETRYABLE
         pool = BulkPoolFactory()
         batch = generation_start(pool=pool, count=10, enqueue=False)
 
@@ -448,22 +449,23 @@ class TestReviewedEdges:
 
         monkeypatch.setattr(generation, "_insert_codes", lost)
         with pytest.raises(psycopg.OperationalError):
-            generate_batch.run(batch.pk)
+            run_job.run("generation", batch.pk)
         batch.refresh_from_db()
-        assert batch.status != GenerationStatus.FAILED  # left for the retry, not failed
+        assert batch.status == JobStatus.QUEUED  # left for the retry, not failed
+        assert batch.message.startswith("Retrying after a database error: terminating connection")
 
     def test_ctrl_c_leaves_a_resumable_batch(self, monkeypatch):
         from django.core.management import CommandError
 
         pool = BulkPoolFactory(external_id="CTRL-C-01")
 
-        def interrupted(**kwargs):
+        def interrupted(*args, **kwargs):
             raise KeyboardInterrupt
 
-        monkeypatch.setattr("coupons.management.commands.generate_coupons.generation_run", interrupted)
+        monkeypatch.setattr(generation, "_insert_codes", interrupted)
         with pytest.raises(CommandError, match="--resume"):
             call_command("generate_coupons", "CTRL-C-01", "--count", "10")
-        assert GenerationBatch.objects.get(pool=pool).status == GenerationStatus.INTERRUPTED
+        assert GenerationBatch.objects.get(pool=pool).status == JobStatus.INTERRUPTED
 
 
 class TestGeneratedPools:
@@ -520,19 +522,19 @@ class TestPages:
             response = manager_client.post(url, {"count": "30"})
         assert response.status_code == 302 and len(callbacks) == 1  # the task is queued on commit
         batch = GenerationBatch.objects.get()
-        assert (batch.requested, batch.created_by.username) == (30, "manager")
+        assert (batch.total, batch.created_by.username) == (30, "manager")
         fragment = manager_client.get(reverse("coupons:generation_batch", args=[batch.pk])).content.decode()
         assert 'hx-trigger="every 1s"' in fragment
 
     def test_resume_button(self, manager_client, django_capture_on_commit_callbacks):
         pool = BulkPoolFactory()
         batch = generation_start(pool=pool, count=10, enqueue=False)
-        GenerationBatch.objects.filter(pk=batch.pk).update(status=GenerationStatus.INTERRUPTED)
+        GenerationBatch.objects.filter(pk=batch.pk).update(status=JobStatus.INTERRUPTED)
         assert "Resume" in manager_client.get(reverse("coupons:pool_generation", args=[pool.pk])).content.decode()
         with django_capture_on_commit_callbacks():
-            manager_client.post(reverse("coupons:generation_batch", args=[batch.pk]))
+            manager_client.post(reverse("coupons:job_action", args=["generation", batch.pk, "resume"]))
         batch.refresh_from_db()
-        assert batch.status == GenerationStatus.QUEUED
+        assert batch.status == JobStatus.QUEUED and batch.resumed_at is not None
 
     def test_read_only_users_cannot_generate(self, client):
         from tests.factories import UserFactory
@@ -544,14 +546,14 @@ class TestPages:
 
 
 def test_pattern_engine_failures_fail_the_batch_with_the_reason():
-    from coupons.tasks import generate_batch
+    from coupons.jobs.tasks import run_job
 
     pool = BulkPoolFactory(pattern="PF-####")
     batch = generation_start(pool=pool, count=50, enqueue=False)
     pool.__class__.objects.filter(pk=pool.pk).update(excluded_phrases="\n".join(str(d) for d in range(10)))
-    generate_batch.apply(args=[batch.pk])
+    run_job.apply(args=["generation", batch.pk])
     batch.refresh_from_db()
-    assert batch.status == GenerationStatus.FAILED and "excluded phrase" in batch.error
+    assert batch.status == JobStatus.FAILED and "excluded phrase" in batch.message
 
 
 def test_generated_coupons_keep_a_random_order():

@@ -191,9 +191,11 @@ class TestBulkPost:
                                        {"action": "unassign", "select_all": "1", "status": "claimed"})
         job = CouponJob.objects.get()
         assert (job.params["action"], job.params["filters"], job.total) == ("unassign", {"status": "claimed"}, 3)
-        assert response["Location"].endswith(f"status=claimed&job={job.pk}")
-        fragment = manager_client.get(reverse("coupons:job", args=[job.pk])).content.decode()
-        assert 'hx-trigger="every 1s"' in fragment and "0 of about 3 coupons processed" in fragment
+        assert response["Location"].endswith(f"status=claimed&job=bulk_action%3A{job.pk}")
+        page = manager_client.get(response["Location"]).content.decode()
+        assert "Unassign: about 3 coupons, in the background." in page and f'id="job-bulk_action-{job.pk}"' in page
+        fragment = manager_client.get(reverse("coupons:job", args=["bulk_action", job.pk])).content.decode()
+        assert 'hx-trigger="every 1s"' in fragment and "0 of about 3 coupons done" in fragment
 
     @pytest.mark.parametrize("data, message", [
         ({"action": "invalidate"}, "Tick at least one coupon first."),

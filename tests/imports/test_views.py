@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from coupons.models import Coupon
-from imports.models import ImportJob, ImportStatus
+from imports.models import ImportJob, JobStatus
 from imports.services import import_run
 from tests.factories import BulkPoolFactory, GroupFactory, PoolFactory, UserFactory
 
@@ -106,7 +106,7 @@ class TestConfigure:
         response = configure(client, job, hidden)
         assert response.status_code == 400
         job.refresh_from_db()
-        assert job.status == ImportStatus.UPLOADED
+        assert job.status == JobStatus.DRAFT
 
     def test_changing_the_delimiter_maps_the_columns_again_live(self, manager_client):
         job = uploaded_job(manager_client, b"code;customer\nLV-1;\n")
@@ -129,7 +129,7 @@ class TestConfigure:
         assert response.status_code == 302 and response["Location"] == reverse("imports:detail", args=[job.pk])
         assert len(callbacks) == 1  # the Celery task, sent once the transaction commits
         job.refresh_from_db()
-        assert (job.status, job.pool, job.mapping) == (ImportStatus.QUEUED, pool, {"code": 0})
+        assert (job.status, job.pool, job.mapping) == (JobStatus.QUEUED, pool, {"code": 0})
         html = manager_client.get(reverse("imports:detail", args=[job.pk])).content.decode()
         assert f'hx-get="{reverse("imports:progress", args=[job.pk])}"' in html and "Waiting for a worker" in html
         # Configuring again is over: the page goes to the progress.
@@ -142,7 +142,7 @@ class TestConfigure:
         assert response.status_code == 400
         assert "Choose which column holds the code." in response.content.decode()
         job.refresh_from_db()
-        assert job.status == ImportStatus.UPLOADED and Coupon.objects.count() == 0
+        assert job.status == JobStatus.DRAFT and Coupon.objects.count() == 0
 
     def test_the_same_file_again_is_announced(self, manager_client):
         pool = PoolFactory()
@@ -180,10 +180,8 @@ class TestResult:
         assert "'=HYPERLINK(1)" in body
 
     def test_a_failed_import_says_nothing_was_imported_and_can_be_configured_again(self, manager_client):
-        from imports.services import import_fail
-
         job = uploaded_job(manager_client, b"code\nFA-1\n")
-        import_fail(job_id=job.pk, error="The file is not valid UTF-8.")
+        ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED, message="The file is not valid UTF-8.")
         html = manager_client.get(reverse("imports:detail", args=[job.pk])).content.decode()
         assert "The file is not valid UTF-8." in html and "Nothing was imported." in html
         assert manager_client.get(reverse("imports:configure", args=[job.pk])).status_code == 200
@@ -192,12 +190,13 @@ class TestResult:
         pool = PoolFactory()
         job = uploaded_job(manager_client, b"code\nIR-1\n", pool=pool)
         configure(manager_client, job, pool)
-        ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.INTERRUPTED, message="The worker stopped.")
+        ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.INTERRUPTED, message="The worker stopped.")
         assert "Resume" in manager_client.get(reverse("imports:detail", args=[job.pk])).content.decode()
         with django_capture_on_commit_callbacks() as callbacks:
-            manager_client.post(reverse("imports:progress", args=[job.pk]))
+            manager_client.post(reverse("coupons:job_action", args=["import", job.pk, "resume"]),
+                                {"next": reverse("imports:detail", args=[job.pk])})
         job.refresh_from_db()
-        assert job.status == ImportStatus.QUEUED and len(callbacks) == 1
+        assert job.status == JobStatus.QUEUED and len(callbacks) == 1
 
 
 class TestList:
@@ -206,8 +205,8 @@ class TestList:
         user = UserFactory(groups=[team])
         client.force_login(user)
         mine, hidden = PoolFactory(user_group=team), PoolFactory(user_group=other)
-        ImportJob.objects.create(pool=mine, original_name="mine.csv", sha256="a", status=ImportStatus.DONE, rows_read=5, created=4, invalid=1)
-        ImportJob.objects.create(pool=hidden, original_name="hidden.csv", sha256="b", status=ImportStatus.DONE)
+        ImportJob.objects.create(pool=mine, original_name="mine.csv", sha256="a", status=JobStatus.DONE, total=5, created=4, invalid=1)
+        ImportJob.objects.create(pool=hidden, original_name="hidden.csv", sha256="b", status=JobStatus.DONE)
         html = client.get(reverse("imports:list")).content.decode()
         assert "mine.csv" in html and "hidden.csv" not in html
         hidden_job = ImportJob.objects.get(original_name="hidden.csv")

@@ -3,9 +3,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from coupons.generation import GenerationError, generation_resume, generation_run, generation_start
-from coupons.models import GenerationBatch
-from pools.patterns import PatternError
+from coupons.generation import GenerationError, generation_resume, generation_start
+from coupons.jobs.engine import JobRefused, job_run_here
+from coupons.models import GenerationBatch, JobStatus
 from pools.selectors import pool_get_by_reference
 
 
@@ -29,22 +29,21 @@ class Command(BaseCommand):
                 raise CommandError("Give --count N, or --resume BATCH.")
             started = time.monotonic()
             try:
-                batch = generation_run(batch_id=batch.pk, progress=self._progress(started))
+                batch = job_run_here(batch, progress=self._progress(started))
             except KeyboardInterrupt:
-                GenerationBatch.objects.filter(pk=batch.pk, status__in=["queued", "running"]).update(
-                    status="interrupted", error="Stopped from the command line."
-                )
                 raise CommandError(
                     f"Stopped. Batch #{batch.pk} keeps what it made; finish it with "
                     f"generate_coupons {pool} --resume {batch.pk}"
                 ) from None
         except GenerationBatch.DoesNotExist:
             raise CommandError(f"Pool {target} has no batch #{resume}.") from None
-        except (GenerationError, PatternError) as exc:
+        except (GenerationError, JobRefused) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write("")
+        if batch.status != JobStatus.DONE:
+            raise CommandError(f"Batch #{batch.pk} is {batch.get_status_display().lower()}: {batch.message}")
         self.stdout.write(self.style.SUCCESS(
-            f"Batch #{batch.pk}: {batch.generated:,} coupons generated for \u201c{target.name}\u201d "
+            f"Batch #{batch.pk}: {batch.processed:,} coupons generated for \u201c{target.name}\u201d "
             f"in {time.monotonic() - started:.1f} s."
         ))
 
@@ -52,10 +51,10 @@ class Command(BaseCommand):
         tty = sys.stdout.isatty()
 
         def show(batch):
-            done = batch.generated / batch.requested if batch.requested else 1
+            done = batch.processed / batch.total if batch.total else 1
             bar = "#" * int(done * 30)
-            rate = batch.generated / max(time.monotonic() - started, 1e-6)
-            line = f"[{bar:<30}] {batch.generated:>11,} / {batch.requested:,}  {rate:,.0f}/s"
+            rate = batch.processed / max(time.monotonic() - started, 1e-6)
+            line = f"[{bar:<30}] {batch.processed:>11,} / {batch.total:,}  {rate:,.0f}/s"
             self.stdout.write(f"\r{line}" if tty else line, ending="" if tty else "\n")
             self.stdout.flush()
 

@@ -3,14 +3,12 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import OperationalError
 
-from imports.models import ImportJob, ImportStatus
+from coupons.jobs.engine import JobRefused
+from imports.models import ImportJob, JobStatus
 from imports.parsing import DELIMITERS, ENCODINGS, FileProblem, Options
 from imports.services import (
     ImportRefused,
-    import_fail,
-    import_interrupt,
     import_resume,
     import_run,
     import_start,
@@ -52,31 +50,19 @@ class Command(BaseCommand):
                 raise CommandError("Give the CSV file, or --resume IMPORT.")
         except ImportJob.DoesNotExist:
             raise CommandError(f"Pool {target} has no import #{resume}.") from None
-        except (FileProblem, ImportRefused) as exc:
+        except (FileProblem, ImportRefused, JobRefused) as exc:
             raise CommandError(str(exc)) from None
         started = time.monotonic()
         try:
             job = import_run(job_id=job.pk, progress=self._progress(started))
         except KeyboardInterrupt:
-            import_interrupt(job_id=job.pk, error="Stopped from the command line.")
             raise CommandError(f"Stopped. Finish it with: import_coupons {pool} --resume {job.pk}") from None
-        except FileProblem as exc:
-            import_fail(job_id=job.pk, error=str(exc))
-            job.refresh_from_db()
-            if job.status == ImportStatus.FAILED:
-                raise CommandError(f"{exc} Nothing was imported.") from None
-            raise CommandError(f"{exc} Finish it with: import_coupons {pool} --resume {job.pk}") from None
-        except OperationalError as exc:
-            import_interrupt(job_id=job.pk, error=f"Stopped by a database error: {exc}")
-            raise CommandError(
-                f"Stopped by a database error ({exc}). What was imported is kept; finish it with: "
-                f"import_coupons {pool} --resume {job.pk}"
-            ) from None
         self.stdout.write("")
-        if job.status != ImportStatus.DONE:
-            raise CommandError(f"Import #{job.pk} is {job.get_status_display().lower()}: {job.message}")
+        if job.status != JobStatus.DONE:
+            hint = f" Finish it with: import_coupons {pool} --resume {job.pk}" if job.can_resume else ""
+            raise CommandError(f"Import #{job.pk} is {job.get_status_display().lower()}: {job.message}{hint}")
         self.stdout.write(self.style.SUCCESS(
-            f"Import #{job.pk} into \u201c{target.name}\u201d: {job.rows_read:,} rows read, {job.created:,} coupons "
+            f"Import #{job.pk} into \u201c{target.name}\u201d: {job.total:,} rows read, {job.created:,} coupons "
             f"created, {job.duplicates_in_file:,} duplicates in the file, {job.existing:,} codes that exist "
             f"already, {job.invalid:,} invalid rows ({time.monotonic() - started:.1f} s)."
         ))
@@ -105,8 +91,8 @@ class Command(BaseCommand):
 
         def show(job):
             bar = "#" * int(job.percent * 30 / 100)
-            what = f"reading {job.rows_read:,} rows" if job.phase == "reading" else (
-                f"{job.done_rows:,} / {job.rows_read:,} rows, {job.created:,} created"
+            what = f"reading {job.total:,} rows" if job.phase == "reading" else (
+                f"{job.processed:,} / {job.total:,} rows, {job.created:,} created"
             )
             line = f"[{bar:<30}] {job.percent:3d}%  {what}"
             self.stdout.write(f"\r{line:<90}" if tty else line, ending="" if tty else "\n")
