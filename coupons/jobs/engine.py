@@ -156,12 +156,11 @@ class Run:
         self.report(job)
 
     def progress(self, **fields) -> None:
-        """Counters of work done outside the job row's transaction (an export's
-        snapshot): written by the heartbeat thread, or at once without one."""
+        """Counters shown while work goes on outside the job row's transaction (an
+        export's COPY, which holds its connection): written by the heartbeat thread.
+        Without one (inside a caller's transaction) only the kind's final save counts."""
         if self._heartbeat is not None:
             self._heartbeat.add(fields)
-        else:
-            self.model.objects.filter(pk=self.job_id, runner=self.token).update(**fields)
 
     @property
     def stopped(self) -> bool:

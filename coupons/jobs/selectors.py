@@ -93,11 +93,14 @@ def jobs_page(*, user, filters: JobFilters, after: str | None = None, size: int 
         rows = rows.order_by("-created_at", "-pk").values_list("pk", "created_at").annotate(
             job_kind=Value(kind.name, output_field=CharField())
         )
-        parts.append(rows[:size + 1] if connection.features.supports_slicing_ordering_in_compound else rows)
-    if not parts:
-        return JobsPage(rows=[], next_after=None)
-    union = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    found = list(union.order_by("-created_at", "job_kind", "-pk")[: size + 1])
+        parts.append(rows)
+    if len(parts) <= 1:
+        found = list(parts[0][: size + 1]) if parts else []
+    else:
+        if connection.features.supports_slicing_ordering_in_compound:
+            parts = [part[: size + 1] for part in parts]
+        union = parts[0].union(*parts[1:], all=True)
+        found = list(union.order_by("-created_at", "job_kind", "-pk")[: size + 1])
     more = len(found) > size
     found = found[:size]
     loaded = {}
