@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -190,7 +191,7 @@ def bulk_start(*, api_key: ApiKey, pool: CouponPool, action: str, items: list[di
     return job_create(BulkOperation, pool=pool, api_key=api_key, action=action, items=items, total=len(items))
 
 
-BULK_CHUNK = 500
+BULK_CHUNK = settings.COUPON_API_BULK_CHUNK
 
 
 def bulk_run_job(operation: BulkOperation, run: Run) -> str:

@@ -225,16 +225,30 @@ def _write_rows(coupons: QuerySet[Coupon], out, run: Run) -> int:
 
 
 def _purge_expired() -> int:
-    """Delete the files of exports past their date (and of exports that never finished)."""
+    """Delete the files of exports past their date, and files no export refers to (a
+    worker stopped between storing the file and recording it) once a day old."""
     purged = 0
-    expired = ExportJob.objects.exclude(file="").filter(
-        Q(expires_at__lt=timezone.now()) | Q(status__in=[JobStatus.CANCELLED, JobStatus.FAILED])
-    )
-    for job in expired.iterator():
+    for job in ExportJob.objects.exclude(file="").filter(expires_at__lt=timezone.now()).iterator():
         default_storage.delete(job.file.name)
         ExportJob.objects.filter(pk=job.pk).update(file="")
         purged += 1
+    known = set(ExportJob.objects.exclude(file="").values_list("file", flat=True))
+    old = timezone.now() - timedelta(days=1)
+    for name in _stored_exports():
+        if name not in known and default_storage.get_modified_time(name) < old:
+            default_storage.delete(name)
+            purged += 1
     return purged
+
+
+def _stored_exports(folder: str = "exports") -> Iterator[str]:
+    if not default_storage.exists(folder):
+        return
+    folders, files = default_storage.listdir(folder)
+    for name in files:
+        yield f"{folder}/{name}"
+    for sub in folders:
+        yield from _stored_exports(f"{folder}/{sub}")
 
 
 def _describe(job: ExportJob) -> str:

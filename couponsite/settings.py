@@ -215,6 +215,7 @@ CELERY_BEAT_SCHEDULE = {
 # Coupons per committed chunk of a background bulk action and of a pool edit's propagation.
 COUPON_BULK_CHUNK = env.int("COUPON_BULK_CHUNK", default=10_000)
 COUPON_PROPAGATION_CHUNK = env.int("COUPON_PROPAGATION_CHUNK", default=20_000)
+COUPON_API_BULK_CHUNK = env.int("COUPON_API_BULK_CHUNK", default=500)  # items of an API bulk operation
 # CSV exports: lists up to this many coupons stream at once, larger ones are written by a
 # worker into the default storage and kept this many days.
 COUPON_EXPORT_STREAM_LIMIT = env.int("COUPON_EXPORT_STREAM_LIMIT", default=100_000)

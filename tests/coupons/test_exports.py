@@ -149,3 +149,22 @@ def test_a_cancelled_export_leaves_no_file(settings, tmp_path, monkeypatch):
     assert job.status == JobStatus.CANCELLED and job.file == ""
     assert not list(tmp_path.rglob("*.csv"))
     assert Coupon.objects.filter(pool=pool).count() == 3
+
+
+def test_files_no_export_refers_to_are_removed_once_a_day_old(settings, tmp_path):
+    import os
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    pool = PoolFactory()
+    CouponFactory(pool=pool)
+    kept = job_execute(kind="export", job_id=export_submit(pool=pool, filters={}, compress=False, user=None, total=1).pk)
+    folder = tmp_path / "exports" / "2026" / "11"
+    folder.mkdir(parents=True)
+    orphan, fresh = folder / "orphan.csv", folder / "being-written.csv"
+    orphan.write_text("code\n")
+    fresh.write_text("code\n")
+    two_days_ago = (timezone.now() - timedelta(days=2)).timestamp()
+    os.utime(orphan, (two_days_ago, two_days_ago))
+    os.utime(tmp_path / kept.file.name, (two_days_ago, two_days_ago))
+    assert jobs_purge() == 1
+    assert not orphan.exists() and fresh.exists() and (tmp_path / kept.file.name).exists()

@@ -480,3 +480,36 @@ def test_a_running_import_whose_worker_stopped_can_be_resumed_without_waiting_fo
     ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
     job = import_run(job_id=import_resume(job=job, enqueue=False).pk)
     assert job.status == JobStatus.DONE and job.created == 1
+
+
+def test_drafts_are_cancelled_at_once_or_removed_with_their_file_after_a_day(settings, tmp_path):
+    from coupons.jobs.engine import job_cancel, jobs_purge
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    pool = PoolFactory()
+    abandoned, discarded, started = upload(b"code\nAB-1\n"), upload(b"code\nDI-1\n"), upload(b"code\nST-1\n")
+    job_cancel(job=discarded)  # "Discard" on the configure page: its file goes at once
+    discarded.refresh_from_db()
+    assert discarded.status == JobStatus.CANCELLED and not discarded.file
+    started = import_run(job_id=import_start(job=started, pool=pool, options=job_options(started), enqueue=False).pk)
+    day_old = timezone.now() - timedelta(hours=25)
+    ImportJob.objects.update(created_at=day_old)
+    abandoned_file = tmp_path / abandoned.file.name
+    assert abandoned_file.exists()
+    jobs_purge()
+    assert list(ImportJob.objects.values_list("pk", flat=True)) == [started.pk]  # the import that ran stays
+    assert not abandoned_file.exists() and (tmp_path / started.file.name).exists()
+
+
+def test_staging_tables_of_imports_that_will_not_run_again_are_dropped():
+    from coupons.jobs.engine import jobs_purge
+
+    pool = PoolFactory()
+    job = import_start(job=upload(b"code\nSG-1\n"), pool=pool, options=Options(), enqueue=False)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {services._stage(job)} (row bigint)")  # left by a run that died
+    jobs_purge()
+    assert services._stage(job) in connection.introspection.table_names()  # queued: it will use it
+    ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
+    jobs_purge()
+    assert services._stage(job) not in connection.introspection.table_names()
