@@ -212,7 +212,8 @@ def bulk_run_job(job: CouponJob, run: Run) -> str:
 
 def _describe(job: CouponJob) -> str:
     action = BULK_ACTIONS.get(job.params.get("action", ""))
-    return action.label.replace(" selected", "") if action else "Bulk action"
+    verb = action.label.replace(" selected", "") if action else "Bulk action"
+    return f"{verb} {'about ' if job.total_is_estimate else ''}{job.total:,} coupons"
 
 
 register(JobKind(

@@ -143,7 +143,8 @@ class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
         if total > ASYNC_THRESHOLD:
             job = bulk_submit(pool=self.pool, action=action, filters=filters, ids=ids, user=request.user, total=total,
                               submission=request.POST.get("submission", ""))
-            say_queued(request, job, f"{action.label.replace(' selected', '')}: about {total:,} coupons, in the background.")
+            say_queued(request, job, f"About {total:,} coupons are being {action.past} in the background; "
+                                     "the list refreshes when they are done.")
             return redirect(self._back(filters, job=f"{job.kind_name}:{job.pk}"))
         result = bulk_apply(action=action, queryset=coupons, pool_id=self.pool.pk, actor=Actor.of_user(request.user))
         level = messages.SUCCESS if result.applied else messages.WARNING

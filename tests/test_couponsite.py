@@ -199,3 +199,29 @@ def test_embedded_default_imports_a_file_on_sqlite(tmp_path):
     missing = subprocess.run([*manage, "import_coupons", "SQLITE-UP", str(tmp_path / "nope.csv")], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and "No such file" in missing.stderr
+
+
+def test_embedded_default_runs_jobs_and_lists_them_on_sqlite(tmp_path):
+    """The job engine's portable paths on the embedded SQLite: a bulk action and an
+    export run in this process (no heartbeat thread, no COPY), the Jobs page's UNION."""
+    env, manage = migrated_embedded_default(tmp_path, COUPON_BULK_CHUNK="2", MEDIA_ROOT=str(tmp_path / "media"))
+    script = (
+        "from django.contrib.auth.models import User; from django.test import Client;"
+        "from pools.services import pool_create; from coupons.models import Coupon, CouponJob, ExportJob;"
+        "from coupons.jobs.engine import job_create, job_execute; from coupons.exports import export_submit;"
+        "p = pool_create(actor=None, name='p', source='uploaded', coupon_type='amount', value=1);"
+        "[Coupon.objects.create(pool=p, terms=p.current_terms, code=f'SQJ-{n}') for n in range(5)];"
+        "j = job_create(CouponJob, kind='bulk_action', pool=p, params={'action': 'invalidate', 'filters': {}, 'ids': None}, enqueue=False);"
+        "print(job_execute(kind='bulk_action', job_id=j.pk).message);"
+        "e = job_execute(kind='export', job_id=export_submit(pool=p, filters={'q': 'SQJ-1'}, compress=False, user=None, total=1).pk);"
+        "print(e.message, open(e.file.path).read().splitlines()[1][:6]);"
+        "u = User.objects.create_superuser('root', 'r@example.com', 'pw'); c = Client(); c.force_login(u);"
+        "r = c.get('/jobs/', HTTP_HOST='127.0.0.1');"
+        "import re; print(r.status_code, re.findall(r'data-kind=\"(\\w+)\" data-status=\"(\\w+)\"', r.content.decode()))"
+    )
+    out = subprocess.run([*manage, "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-3] == "Invalidated 5 coupons."
+    assert lines[-2] == "1 coupon exported. SQJ-1,"
+    assert lines[-1] == "200 [('export', 'done'), ('bulk_action', 'done')]"

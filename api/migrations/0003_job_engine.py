@@ -13,6 +13,9 @@ def running_operations_get_a_heartbeat(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+    # The new created_by foreign key on a table that has rows leaves PostgreSQL with
+    # pending trigger events; an index built in the same transaction would then fail.
+    atomic = False
 
     dependencies = [
         ('api', '0002_bulk_import_job'),

@@ -99,6 +99,8 @@ def jobs_page(*, user, filters: JobFilters, after: str | None = None, size: int 
     else:
         if connection.features.supports_slicing_ordering_in_compound:
             parts = [part[: size + 1] for part in parts]
+        else:  # SQLite: no ORDER BY inside a compound statement
+            parts = [part.order_by() for part in parts]
         union = parts[0].union(*parts[1:], all=True)
         found = list(union.order_by("-created_at", "job_kind", "-pk")[: size + 1])
     more = len(found) > size

@@ -193,7 +193,7 @@ class TestBulkPost:
         assert (job.params["action"], job.params["filters"], job.total) == ("unassign", {"status": "claimed"}, 3)
         assert response["Location"].endswith(f"status=claimed&job=bulk_action%3A{job.pk}")
         page = manager_client.get(response["Location"]).content.decode()
-        assert "Unassign: about 3 coupons, in the background." in page and f'id="job-bulk_action-{job.pk}"' in page
+        assert "About 3 coupons are being unassigned in the background; the list refreshes when they are done." in page and f'id="job-bulk_action-{job.pk}"' in page
         fragment = manager_client.get(reverse("coupons:job", args=["bulk_action", job.pk])).content.decode()
         assert 'hx-trigger="every 1s"' in fragment and "0 of about 3 coupons done" in fragment
 
