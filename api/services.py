@@ -16,7 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from coupons import services as coupon_services
-from coupons.jobs.engine import JobFailed, JobRefused, Run, job_create
+from coupons.jobs.engine import JobFailed, JobRefused, JobStopped, Run, job_cancel, job_create, job_execute
 from coupons.jobs.registry import JobKind, register
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
@@ -24,7 +24,7 @@ from coupons.services import Actor, CouponActionError, customer_get_or_create
 from couponsite.rawsql import fetch_instance, select_list
 from imports.models import ImportJob, JobStatus, RowOutcome
 from imports.parsing import Options
-from imports.services import import_resume, import_run, import_start, import_upload
+from imports.services import IMPORT, import_resume, import_start, import_upload, job_options
 from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
 from pools.selectors import terms_get
 
@@ -249,7 +249,8 @@ def _bulk_add(operation: BulkOperation, run: Run) -> str:
 
     The import job is created once (under the operation's row lock) and remembered, so
     a resumed operation goes on with that import instead of importing again (which
-    would report every code as existing)."""
+    would report every code as existing). Cancelling the operation cancels its import;
+    the operation's counters then say what the import did before it stopped."""
     with transaction.atomic():
         operation = run.lock(BulkOperation.objects.select_related("pool"))
         if operation.import_job_id is None:
@@ -261,7 +262,10 @@ def _bulk_add(operation: BulkOperation, run: Run) -> str:
         RowOutcome.EXISTS: "code_exists",
     }
     with transaction.atomic():
-        operation = run.lock(BulkOperation.objects.defer("items"))
+        # This run's row, also when it was cancelled meanwhile (not when it was taken over).
+        operation = BulkOperation.objects.select_for_update().defer("items").filter(pk=run.job_id, runner=run.token).first()
+        if operation is None:
+            raise JobStopped
         BulkOperationError.objects.filter(operation=operation).delete()
         BulkOperationError.objects.bulk_create(
             BulkOperationError(
@@ -270,9 +274,11 @@ def _bulk_add(operation: BulkOperation, run: Run) -> str:
             )
             for rejection in job.rejections.order_by("row").iterator()
         )
-        operation.processed, operation.succeeded, operation.failed = job.total, job.created, job.skipped
-        operation.cursor = operation.total
+        operation.processed, operation.succeeded, operation.failed = job.processed, job.created, job.skipped
+        operation.cursor = operation.total if job.status == JobStatus.DONE else 0
         run.save(operation, "processed", "succeeded", "failed", "cursor")
+    if job.status != JobStatus.DONE:
+        raise JobStopped  # cancelled with its import
     return f"Import #{job.pk}: {job.message}"
 
 
@@ -291,29 +297,48 @@ def _import_of(operation: BulkOperation) -> ImportJob:
 
 
 def _import_to_its_end(job: ImportJob, run: Run) -> ImportJob:
-    """Run the operation's import here; one a previous run of the operation left
-    interrupted is resumed, one running elsewhere (resumed on its own) is waited for."""
+    """Run the operation's import here, to its end (done, or cancelled with the operation).
+
+    One that a previous run of the operation left behind goes on: interrupted or failed
+    after some rows, it is resumed; failed before any row, started again with its
+    settings; running with a live worker elsewhere (resumed on its own), waited for. A
+    database error is left to the operation's retries: the import waits queued for them.
+    """
     job.refresh_from_db()
-    if job.status in (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.RUNNING):
+    if job.status == JobStatus.FAILED and job.can_start:
+        job = import_start(job=job, pool=job.pool, options=job_options(job), enqueue=False)
+    elif job.status in (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.RUNNING):
         try:
             job = import_resume(job=job, enqueue=False)
         except JobRefused:
-            pass  # running, with a live worker
+            if job.status != JobStatus.RUNNING:
+                raise JobFailed(f"Import #{job.pk} of the codes cannot go on: {job.message}") from None
     if job.status == JobStatus.QUEUED:
-        job = import_run(job_id=job.pk)
+        job_execute(kind=IMPORT, job_id=job.pk, retry_in=settings.JOB_RETRY_DELAY_SECONDS)
+        job.refresh_from_db()
     while job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         time.sleep(1)
         with transaction.atomic():
             run.save(run.lock(BulkOperation.objects.defer("items")))  # still ours, and alive
         job.refresh_from_db()
-    if job.status != JobStatus.DONE:
+    if job.status not in (JobStatus.DONE, JobStatus.CANCELLED):
         raise JobFailed(f"Import #{job.pk} of the codes is {job.get_status_display().lower()}: {job.message}")
     return job
+
+
+def _cancel_its_import(operation: BulkOperation) -> None:
+    job = operation.import_job
+    if job is not None and job.can_cancel:
+        try:
+            job_cancel(job=job)
+        except JobRefused:
+            pass  # it ended meanwhile
 
 
 register(JobKind(
     name="api_bulk", label="API bulk operation", model=BulkOperation, run=bulk_run_job, unit="items",
     describe=lambda op: f"{op.get_action_display()} ({op.total:,}), API key {op.api_key.name}",
+    on_cancel=_cancel_its_import, related=("api_key",),
 ))
 
 

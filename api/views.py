@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from coupons import services as coupon_services
+from coupons.jobs.engine import QUEUE_UNREACHABLE
 from coupons.models import Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import CouponActionError
@@ -350,6 +351,8 @@ class BulkOperationView(KeyedView):
                 )
         except CouponActionError as exc:
             raise refused(exc) from None
+        if operation.dispatch_failed:  # as the row says: it runs once the queue is back
+            operation.message = QUEUE_UNREACHABLE
         return Response(BulkStatusSerializer(operation).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -32,7 +32,8 @@ from .filters import CouponFilter
 from .jobs.base import LIVE
 from .jobs.engine import JobStopped, Run, job_create
 from .jobs.registry import JobKind, register
-from .models import Coupon, CouponStatus, ExportJob, JobStatus
+from .jobs.storage import purge_unreferenced
+from .models import Coupon, CouponStatus, ExportJob
 
 HEADER = ["code", "customer", "claimed_at", "expires_at", "status", "usages", "claims", "balance"]
 STREAM_LIMIT = settings.COUPON_EXPORT_STREAM_LIMIT
@@ -56,18 +57,26 @@ def _iso(moment) -> str:
     return moment.isoformat(timespec="microseconds") if moment else ""
 
 
-def csv_writer(out):
-    return csv.writer(out, lineterminator="\n")  # as PostgreSQL's COPY writes them
-
-
 class _Echo:
     def write(self, value):
         return value
 
 
-def streaming_writer():
+class _LineWriter:
+    """``writerow`` returns the CSV line as PostgreSQL's COPY writes it: ended by LF, and
+    a cell quoted when it holds the delimiter, a quote, a CR or an LF. (Python's writer
+    quotes only what its line terminator holds, so it writes CRLF lines here, cut to LF.)"""
+
+    def __init__(self):
+        self._writer = csv.writer(_Echo(), lineterminator="\r\n")
+
+    def writerow(self, row) -> str:
+        return self._writer.writerow(row)[:-2] + "\n"
+
+
+def streaming_writer() -> _LineWriter:
     """A CSV writer whose ``writerow`` returns the line, for a streamed response."""
-    return csv_writer(_Echo())
+    return _LineWriter()
 
 
 def header_line() -> str:
@@ -175,7 +184,8 @@ def export_run_job(job: ExportJob, run: Run) -> str:
     content_type = "application/gzip" if job.compress else "text/csv"
     with TemporaryUploadedFile(job.filename, content_type, 0, None) as upload:
         raw = upload.file
-        out = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL) if job.compress else raw
+        out = gzip.GzipFile(filename=job.filename.removesuffix(".gz"), fileobj=raw, mode="wb",
+                            compresslevel=GZIP_LEVEL) if job.compress else raw
         out.write(header_line().encode())
         rows = _write_rows(coupons, out, run)
         if job.compress:
@@ -233,22 +243,7 @@ def _purge_expired() -> int:
         ExportJob.objects.filter(pk=job.pk).update(file="")
         purged += 1
     known = set(ExportJob.objects.exclude(file="").values_list("file", flat=True))
-    old = timezone.now() - timedelta(days=1)
-    for name in _stored_exports():
-        if name not in known and default_storage.get_modified_time(name) < old:
-            default_storage.delete(name)
-            purged += 1
-    return purged
-
-
-def _stored_exports(folder: str = "exports") -> Iterator[str]:
-    if not default_storage.exists(folder):
-        return
-    folders, files = default_storage.listdir(folder)
-    for name in files:
-        yield f"{folder}/{name}"
-    for sub in folders:
-        yield from _stored_exports(f"{folder}/{sub}")
+    return purged + purge_unreferenced("exports", known)
 
 
 def _describe(job: ExportJob) -> str:

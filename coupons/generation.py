@@ -93,7 +93,7 @@ def generation_start(*, pool: CouponPool, count: int, user=None, enqueue: bool =
 
     The same form sent again (``submission``) is the batch it started, not a second one.
     """
-    earlier = job_submitted(GenerationBatch, submission)
+    earlier = job_submitted(GenerationBatch, submission, pool=pool, total=count)
     if earlier is not None:
         return earlier
     if pool.source != PoolSource.BULK:
@@ -102,6 +102,9 @@ def generation_start(*, pool: CouponPool, count: int, user=None, enqueue: bool =
         raise GenerationError(f"Generate between 1 and {BATCH_LIMIT:,} coupons per batch.")
     with transaction.atomic():
         pool = CouponPool.objects.select_for_update().get(pk=pool.pk)
+        earlier = job_submitted(GenerationBatch, submission, pool=pool, total=count)
+        if earlier is not None:  # the same form, sent twice at once: the other send got the lock first
+            return earlier
         capacity = pool_generation_capacity(pool)
         if count > capacity.available:
             raise GenerationError(_capacity_refusal(count, capacity))
@@ -127,16 +130,17 @@ def _capacity_refusal(count: int, capacity: Capacity) -> str:
 
 
 def generation_resume(*, batch: GenerationBatch, user=None, enqueue: bool = True) -> GenerationBatch:
-    with transaction.atomic():
-        CouponPool.objects.select_for_update().get(pk=batch.pool_id)  # the order generation_start locks in
-        return job_resume(job=batch, user=user, enqueue=enqueue)
+    return job_resume(job=batch, user=user, enqueue=enqueue)
 
 
 def _take_capacity_again(batch: GenerationBatch) -> None:
-    """Resuming a failed batch: it gave its unmade coupons back to the pool; take them again."""
+    """Before a batch is queued again (under its row lock): a failed batch gave its
+    unmade coupons back to the pool, so it takes them again, under the pool's lock like
+    ``generation_start``, so that parallel resumes and starts cannot pass the limits."""
+    pool = CouponPool.objects.select_for_update().get(pk=batch.pool_id)
     if batch.status != JobStatus.FAILED:
         return
-    capacity = pool_generation_capacity(CouponPool.objects.get(pk=batch.pool_id))
+    capacity = pool_generation_capacity(pool)
     missing = batch.total - batch.processed
     if missing > capacity.available:
         raise JobRefused(_capacity_refusal(missing, capacity))

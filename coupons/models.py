@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Upper
+from django.utils import timezone
 
 from pools.models import CouponPool, CouponTerms
 
@@ -266,4 +267,5 @@ class ExportJob(Job):
 
     @property
     def is_downloadable(self) -> bool:
-        return self.status == JobStatus.DONE and bool(self.file)
+        fresh = self.expires_at is None or self.expires_at > timezone.now()
+        return self.status == JobStatus.DONE and bool(self.file) and fresh

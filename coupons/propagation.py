@@ -24,7 +24,7 @@ from django.urls import reverse
 from pools.models import CouponPool, CouponTerms
 from pools.services import UpdateMethod
 
-from .jobs.engine import Run, job_count_exactly, job_create
+from .jobs.engine import QUEUE_UNREACHABLE, Run, job_count_exactly, job_create
 from .jobs.registry import JobKind, register
 from .models import Coupon, CouponJob, CouponStatus
 from .selectors import count_or_estimate
@@ -49,7 +49,8 @@ class Propagation:
         if self.method == UpdateMethod.NONE:
             return "Existing coupons keep their properties; new coupons get the new ones."
         if self.job is not None:
-            return f"Updating about {self.changed:,} coupons in the background."
+            text = f"Updating about {self.changed:,} coupons in the background."
+            return f"{text} {QUEUE_UNREACHABLE}" if self.job.dispatch_failed else text
         return f"{self.changed:,} coupons updated."
 
 

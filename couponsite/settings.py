@@ -203,13 +203,18 @@ JOB_SWEEP_INTERVAL_SECONDS = env.float("JOB_SWEEP_INTERVAL_SECONDS", default=20.
 JOB_RESEND_SECONDS = env.float("JOB_RESEND_SECONDS", default=120.0)
 JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=5)  # after a database error
 JOB_RETRY_DELAY_SECONDS = env.float("JOB_RETRY_DELAY_SECONDS", default=5.0)  # doubled each retry
+# A run whose work has not moved for this long (a lock or a storage that never answers)
+# stops sending heartbeats, so that the watchdog interrupts it.
+JOB_STUCK_SECONDS = env.float("JOB_STUCK_SECONDS", default=1800.0)
 
 CELERY_BEAT_SCHEDULE = {
     "expire-coupons": {
         "task": "coupons.tasks.expire_coupons",
         "schedule": env.float("EXPIRY_INTERVAL_SECONDS", default=300.0),
     },
-    "sweep-jobs": {"task": "coupons.jobs.sweep", "schedule": JOB_SWEEP_INTERVAL_SECONDS},
+    # A sweep not started by the next one is dropped: they never pile up.
+    "sweep-jobs": {"task": "coupons.jobs.sweep", "schedule": JOB_SWEEP_INTERVAL_SECONDS,
+                   "options": {"expires": JOB_SWEEP_INTERVAL_SECONDS}},
     "purge-jobs": {"task": "coupons.jobs.purge", "schedule": env.float("JOB_PURGE_INTERVAL_SECONDS", default=3600.0)},
 }
 # Coupons per committed chunk of a background bulk action and of a pool edit's propagation.

@@ -13,7 +13,6 @@ read it), configured by the manager, then run by a worker in two phases:
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
 from coupons.jobs.base import Job, JobStatus

@@ -31,13 +31,15 @@ from itertools import islice
 from django.conf import settings
 from django.core.files.base import File
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q
+from django.core.files.storage import default_storage
+from django.db.models import ProtectedError, Q
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 
-from coupons.jobs.engine import JobFailed, Run, job_execute, job_queue, job_resume
+from coupons.jobs.engine import JobFailed, Run, acting_user, job_execute, job_queue, job_resume
 from coupons.jobs.registry import JobKind, register
+from coupons.jobs.storage import purge_unreferenced
 from coupons.models import ActorKind, CouponStatus, EventAction
 from couponsite.dberrors import is_deadlock
 from pools.models import CouponPool, PoolSource
@@ -100,15 +102,11 @@ def import_upload(*, file, name: str, user=None, pool: CouponPool | None = None)
     job = ImportJob(
         pool=pool, original_name=name[:255], size=size, sha256=digest.hexdigest(),
         delimiter=options.delimiter, has_header=options.has_header, encoding=options.encoding,
-        created_by=_user(user),
+        created_by=acting_user(user),
     )
     job.file.save(_storage_name(name), file, save=False)
     job.save()
     return job
-
-
-def _user(user):
-    return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
 def _storage_name(name: str) -> str:
@@ -198,7 +196,7 @@ def import_start(*, job: ImportJob, pool: CouponPool, options: Options, user=Non
         job.phase = ImportPhase.READING
         job.bytes_read = job.total = job.processed = 0
         job.staged = False
-        job.created_by = job.created_by or _user(user)
+        job.created_by = job.created_by or acting_user(user)
         job_queue(job, enqueue=enqueue)
         job.save()
     return job
@@ -679,16 +677,26 @@ def _cleanup(job: ImportJob) -> None:
 def _purge() -> int:
     """Uploads never started (drafts, and drafts cancelled) are removed with their file
     after ``DRAFTS_KEPT``; staging tables of imports that will not run again are dropped."""
-    old = timezone.now() - DRAFTS_KEPT
-    drafts = ImportJob.objects.filter(started_at__isnull=True, created_at__lt=old).filter(
+    never_started = Q(started_at__isnull=True, created_at__lt=timezone.now() - DRAFTS_KEPT) & (
         Q(status=JobStatus.DRAFT) | Q(status=JobStatus.CANCELLED)
     )
     removed = 0
-    for job in drafts.iterator():
-        if job.file:
-            job.file.delete(save=False)
-        job.delete()
-        removed += 1
+    for pk in ImportJob.objects.filter(never_started).values_list("pk", flat=True)[:1000]:
+        with transaction.atomic():
+            # Locked and checked again: a draft being started right now is left alone.
+            job = ImportJob.objects.select_for_update(skip_locked=True).filter(never_started, pk=pk).first()
+            if job is None:
+                continue
+            try:
+                with transaction.atomic():
+                    job.delete()
+            except ProtectedError:
+                continue  # an API bulk operation's import: kept with its operation
+            if job.file:
+                transaction.on_commit(lambda name=job.file.name: default_storage.delete(name))
+            removed += 1
+    known = set(ImportJob.objects.exclude(file="").values_list("file", flat=True))
+    removed += purge_unreferenced("imports", known)
     with connection.cursor() as cursor:
         staged = [int(name.rsplit("_", 1)[1]) for name in connection.introspection.table_names(cursor)
                   if name.startswith("imports_stage_") and name.rsplit("_", 1)[1].isdigit()]

@@ -1,9 +1,7 @@
-from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
-from django.urls import reverse
 from django.views import View
 from django.views.generic import TemplateView
 from django_tables2 import SingleTableView

@@ -72,7 +72,10 @@ class PoolFormView(PermissionRequiredMixin, FormView):
         context["pool"] = self.pool
         context["combinations_url"] = reverse("pools:combinations")
         if self.pool is not None:
-            context["jobs"] = self.pool.jobs.filter(kind="propagation").order_by("-id")[:3]
+            # Pool updates on their way, or stopped and waiting to be resumed.
+            context["jobs"] = self.pool.jobs.filter(
+                kind="propagation", status__in=["queued", "running", "interrupted", "failed"]
+            ).order_by("-id")[:3]
         return context
 
 

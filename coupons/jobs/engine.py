@@ -16,15 +16,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 
+import psycopg
 from celery import current_app
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -40,6 +44,7 @@ RUN_TASK = "coupons.jobs.run"
 STALE_AFTER = timedelta(seconds=settings.JOB_STALE_SECONDS)
 HEARTBEAT_EVERY = settings.JOB_HEARTBEAT_SECONDS
 RESEND_AFTER = timedelta(seconds=settings.JOB_RESEND_SECONDS)
+STUCK_AFTER = settings.JOB_STUCK_SECONDS
 QUEUE_UNREACHABLE = "Queued: it starts as soon as the task queue is reachable."
 INTERRUPTED = "The worker stopped while working on this job; resume it to finish."
 S = JobStatus
@@ -60,30 +65,41 @@ class JobFailed(Exception):
 # --- submitting --------------------------------------------------------------------
 
 
-def job_submitted(model: type[Job], submission: str) -> Job | None:
-    """The job an earlier send of the same form created, if any."""
+def _submission_key(submission: str, fields: dict) -> str:
+    """The form's one-time key together with what it asks for: the same form sent again
+    is the same job, but the same page sent back with another choice is a new one. An
+    estimated total is not part of it (the estimate moves between two sends)."""
     if not submission:
-        return None
-    return model.objects.filter(submission=submission).first()
+        return ""
+    if fields.get("total_is_estimate"):
+        fields = {name: value for name, value in fields.items() if name not in ("total", "total_is_estimate")}
+    shape = json.dumps({name: getattr(value, "pk", value) for name, value in fields.items()}, sort_keys=True, default=str)
+    return hashlib.sha256(f"{submission}\n{shape}".encode()).hexdigest()
+
+
+def job_submitted(model: type[Job], submission: str, **fields) -> Job | None:
+    """The job an earlier send of the same form (asking for ``fields``) created, if any."""
+    key = _submission_key(submission, fields)
+    return model.objects.filter(submission=key).first() if key else None
 
 
 def job_create(model: type[Job], *, user=None, submission: str = "", enqueue: bool = True, **fields) -> Job:
     """Create a queued job in the caller's transaction; its task is sent on commit.
 
-    The same ``submission`` (a form's one-time key) twice returns the first job, also
-    when both arrive at once: a user's retry never makes a second job.
+    The same ``submission`` (a form's one-time key) with the same ``fields`` twice returns
+    the first job, also when both arrive at once: a user's retry never makes a second job.
     """
-    existing = job_submitted(model, submission)
+    key = _submission_key(submission, fields)
+    existing = model.objects.filter(submission=key).first() if key else None
     if existing is not None:
         return existing
     try:
         with transaction.atomic():
             job = model.objects.create(
-                status=S.QUEUED, dispatched_at=timezone.now(), created_by=_user(user),
-                submission=submission[:64], **fields,
+                status=S.QUEUED, dispatched_at=timezone.now(), created_by=acting_user(user), submission=key, **fields,
             )
     except IntegrityError:
-        existing = job_submitted(model, submission)
+        existing = model.objects.filter(submission=key).first() if key else None
         if existing is None:
             raise
         return existing
@@ -118,7 +134,8 @@ def _dispatch(job: Job, *, countdown: float | None = None) -> bool:
     return True
 
 
-def _user(user):
+def acting_user(user):
+    """The user to record as a job's author: None for the anonymous and the system."""
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
@@ -162,16 +179,23 @@ class Run:
         if self._heartbeat is not None:
             self._heartbeat.add(fields)
 
+    def touch(self) -> None:
+        """The work moves on (the heartbeat keeps beating only while it does)."""
+        if self._heartbeat is not None:
+            self._heartbeat.touched = time.monotonic()
+
     @property
     def stopped(self) -> bool:
         """Seen by the heartbeat: the job was cancelled or taken over."""
         return self._heartbeat is not None and self._heartbeat.lost
 
     def check(self) -> None:
+        self.touch()
         if self.stopped:
             raise JobStopped
 
     def report(self, job: Job) -> None:
+        self.touch()
         if self._progress is not None:
             self._progress(job)
 
@@ -202,12 +226,14 @@ class _Heartbeat:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._last = 0.0
+        self.touched = time.monotonic()  # the last sign that the work moves on
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{model._meta.model_name}-{pk}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def add(self, fields: dict) -> None:
+        self.touched = time.monotonic()
         with self._lock:
             self._pending.update(fields)
 
@@ -216,8 +242,6 @@ class _Heartbeat:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        import time
-
         try:
             while not self._stop.wait(min(self.TICK, HEARTBEAT_EVERY)):
                 if self._pending or time.monotonic() - self._last >= HEARTBEAT_EVERY:
@@ -229,6 +253,11 @@ class _Heartbeat:
             connection.close()
 
     def _beat(self) -> None:
+        if time.monotonic() - self.touched > STUCK_AFTER:
+            # Alive but stuck (a lock that never comes, a storage that never answers):
+            # stop vouching for it, so that the watchdog interrupts it and it can be resumed.
+            log.warning("%s #%s has made no progress for %.0f s", self.model.__name__, self.pk, STUCK_AFTER)
+            return
         with self._lock:
             fields, self._pending = self._pending, {}
         try:
@@ -266,8 +295,7 @@ def job_execute(*, kind: str, job_id: int, runner: str | None = None, retry_in: 
         _after_stop(job_kind, job_id)
     except RETRYABLE as exc:
         if retry_in is None:
-            _end(job_kind, job_id, token, S.FAILED,
-                 f"Stopped by a database error after {_attempts(job_kind, job_id)} attempts: {exc}. Resume to go on.")
+            _fail_for_good(job_kind, job_id, token, exc)
         else:
             _requeue(job_kind, job_id, token, retry_in, exc)
             raise
@@ -280,7 +308,9 @@ def job_execute(*, kind: str, job_id: int, runner: str | None = None, retry_in: 
         raise
     except Exception as exc:
         log.exception("%s #%s failed", job_kind.label, job_id)
-        _end(job_kind, job_id, token, S.FAILED, f"Stopped by an unexpected error: {exc}. Resume to try again.")
+        resumable = job_kind.model.objects.get(pk=job_id).resumable()
+        _end(job_kind, job_id, token, S.FAILED,
+             f"Stopped by an unexpected error: {exc}." + (" Resume to try again." if resumable else ""))
     else:
         _end(job_kind, job_id, token, S.DONE, message)
     return job_kind.model.objects.get(pk=job_id)
@@ -289,10 +319,13 @@ def job_execute(*, kind: str, job_id: int, runner: str | None = None, retry_in: 
 def job_count_exactly(run: Run, rows) -> None:
     """Replace the estimate a job was submitted with by the exact count of ``rows``
     (once: a resumed job keeps the count it started with)."""
+    if not run.model.objects.filter(pk=run.job_id, total_is_estimate=True).exists():
+        return
+    total = rows.order_by().count()  # not under the row lock: on 100 million coupons it takes a while
     with transaction.atomic():
         job = run.lock()
         if job.total_is_estimate:
-            job.total, job.total_is_estimate = rows.order_by().count(), False
+            job.total, job.total_is_estimate = total, False
             run.save(job, "total", "total_is_estimate")
 
 
@@ -335,8 +368,12 @@ def _requeue(kind: JobKind, job_id: int, token: str, retry_in: float, exc: Excep
         pass  # the database is gone: the retry takes the job back with the same token
 
 
-def _attempts(kind: JobKind, job_id: int) -> int:
-    return kind.model.objects.filter(pk=job_id).values_list("attempts", flat=True).first() or 1
+def _fail_for_good(kind: JobKind, job_id: int, token: str, exc: Exception) -> None:
+    """The last attempt met a database error too: failed, saying how to go on."""
+    job = kind.model.objects.get(pk=job_id)
+    attempts = f"{job.attempts} attempt{'s' if job.attempts != 1 else ''}"
+    hint = " Resume to go on." if job.resumable() else " Start it again."
+    _end(kind, job_id, token, S.FAILED, f"Stopped by a database error after {attempts}: {exc}.{hint}")
 
 
 def _after_stop(kind: JobKind, job_id: int) -> None:
@@ -357,7 +394,7 @@ def job_resume(*, job: Job, user=None, enqueue: bool = True) -> Job:
     """Queue an interrupted or failed job again (or a running one whose worker is gone)."""
     kind = kind_of(job)
     with transaction.atomic():
-        job = kind.model.objects.select_for_update().get(pk=job.pk)
+        job = _locked(kind, job.pk)
         if not (job.can_resume or _is_stale(job)):
             raise JobRefused(_cannot_resume(job))
         kind.before_resume(job)
@@ -382,11 +419,11 @@ def job_cancel(*, job: Job, user=None) -> Job:
     """Stop a job for good. A running job stops at its next chunk; what it did stays."""
     kind = kind_of(job)
     with transaction.atomic():
-        job = kind.model.objects.select_for_update().get(pk=job.pk)
+        job = _locked(kind, job.pk)
         if job.status not in CANCELLABLE:
             raise JobRefused(f"{kind.label} #{job.pk} is {job.get_status_display().lower()}; it cannot be cancelled.")
         was_running = job.status == S.RUNNING and not _is_stale(job)
-        who = _user(user)
+        who = acting_user(user)
         job.status, job.finished_at = S.CANCELLED, timezone.now()
         job.message = f"Cancelled by {who.get_username() if who else 'the system'}" + (
             f" after {job.processed:,} of {job.total:,}; what was done stays done." if job.processed else "."
@@ -394,6 +431,28 @@ def job_cancel(*, job: Job, user=None) -> Job:
         job.save(update_fields=["status", "finished_at", "message"])
     if not was_running:
         kind.cleanup(job)  # no run will notice: free what it holds now
+    kind.on_cancel(job)
+    return job
+
+
+ROW_LOCK_WAIT = "5s"  # a chunk holds its job's row this long at the most, in practice
+
+
+def _locked(kind: JobKind, pk: int) -> Job:
+    """The job row, locked, for a page's Resume or Cancel: waiting for the chunk under
+    way, but not for ever (a worker machine gone mid-chunk keeps its lock for a while)."""
+    if connection.vendor != "postgresql":
+        return kind.model.objects.select_for_update().get(pk=pk)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL lock_timeout = '{ROW_LOCK_WAIT}'")
+    try:
+        job = kind.model.objects.select_for_update().get(pk=pk)
+    except OperationalError as exc:
+        if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+            raise JobRefused(f"{kind.label} #{pk} is busy with a chunk of its work; try again in a moment.") from exc
+        raise
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
     return job
 
 
@@ -405,9 +464,13 @@ def jobs_mark_interrupted(*, now=None) -> int:
     cutoff = (now or timezone.now()) - STALE_AFTER
     marked = 0
     for model in job_models():
-        marked += model.objects.filter(status=S.RUNNING).filter(
-            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
-        ).update(status=S.INTERRUPTED, message=INTERRUPTED)
+        with transaction.atomic():
+            # A row locked by a chunk under way has a live worker (or one the database
+            # has not given up yet): skipped, so the sweep never waits for it.
+            stale = model.objects.select_for_update(skip_locked=True).filter(status=S.RUNNING).filter(
+                Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+            ).values_list("pk", flat=True)[:1000]
+            marked += model.objects.filter(pk__in=list(stale)).update(status=S.INTERRUPTED, message=INTERRUPTED)
     return marked
 
 
@@ -416,20 +479,20 @@ def jobs_dispatch_pending(*, now=None, limit: int = 200) -> int:
     task never started (lost with a broker restart, or the sender died before sending).
 
     A job waiting behind a long queue is sent again too, less often each time (after 2,
-    4, 8... minutes): the extra deliveries find it taken and do nothing.
+    4, 8... minutes: ``dispatched_at`` is moved on accordingly, so the rule stays one
+    comparison); the extra deliveries find it taken and do nothing. Never-sent jobs go first.
     """
     now = now or timezone.now()
     sent = 0
     for model in job_models():
         pending = model.objects.filter(status=S.QUEUED).filter(
             Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - RESEND_AFTER)
-        ).order_by("id")[:limit]
+        ).order_by(F("dispatched_at").asc(nulls_first=True), "id")[:limit]
         for job in pending:
-            if job.dispatched_at is not None and job.dispatched_at > now - RESEND_AFTER * 2 ** min(job.dispatches, 5):
-                continue
+            wait = RESEND_AFTER * (2 ** min(job.dispatches + 1, 5) - 1)  # due again after RESEND_AFTER * 2**n
             # Taken by this sweep only (two sweeps at once send it once).
             taken = model.objects.filter(pk=job.pk, status=S.QUEUED, dispatched_at=job.dispatched_at).update(
-                dispatched_at=now
+                dispatched_at=now + wait
             )
             if taken and _dispatch(job):
                 model.objects.filter(pk=job.pk).update(dispatches=F("dispatches") + 1)

@@ -33,8 +33,13 @@ class JobKind:
     rows: dict = field(default_factory=dict)
     # Under the job's row lock, before it is queued again; raises JobRefused to refuse.
     before_resume: Callable[[Job], None] = _nothing
-    # Frees what a cancelled job holds (files, staging tables); may run more than once.
+    # Frees what a cancelled job holds (files, staging tables), once no run works on it;
+    # may run more than once.
     cleanup: Callable[[Job], None] = _nothing
+    # After every cancel, the run still working or not (an API bulk add cancels its import).
+    on_cancel: Callable[[Job], None] = _nothing
+    # Related rows the Jobs page shows (besides the pool and the author).
+    related: tuple[str, ...] = ()
     # Where the job's result is shown, or None.
     result_url: Callable[[Job], str | None] = _nothing
     # The permission to resume and cancel jobs of this kind ("": whoever may see the job).

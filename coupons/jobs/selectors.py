@@ -17,7 +17,7 @@ from django.http import Http404
 from pools.models import CouponPool
 from pools.selectors import pool_visibility_filter
 
-from .base import Job
+from .base import LIVE, Job
 from .registry import JobKind, kind_named, kinds
 
 
@@ -51,6 +51,7 @@ class JobFilters:
     kind: str = ""
     status: str = ""
     pool: int | None = None
+    pool_text: str = ""  # part of the pool's name, or its external ID
 
 
 @dataclass
@@ -88,6 +89,8 @@ def jobs_page(*, user, filters: JobFilters, after: str | None = None, size: int 
             rows = rows.filter(status=filters.status)
         if filters.pool:
             rows = rows.filter(pool_id=filters.pool)
+        if filters.pool_text:
+            rows = rows.filter(Q(pool__name__icontains=filters.pool_text) | Q(pool__external_id=filters.pool_text))
         if marker is not None:
             rows = rows.filter(_older_than(marker, kind.name))
         rows = rows.order_by("-created_at", "-pk").values_list("pk", "created_at").annotate(
@@ -109,8 +112,9 @@ def jobs_page(*, user, filters: JobFilters, after: str | None = None, size: int 
     for kind in kinds():
         pks = [pk for pk, _, name in found if name == kind.name]
         if pks:
-            loaded[kind.name] = kind.model.objects.select_related("pool", "created_by").in_bulk(pks)
-    rows = [(kind_named(name), loaded[name][pk]) for pk, _, name in found]
+            loaded[kind.name] = kind.model.objects.select_related("pool", "created_by", *kind.related).in_bulk(pks)
+    # A row removed between the two reads (an upload purged) is left out.
+    rows = [(kind_named(name), loaded[name][pk]) for pk, _, name in found if pk in loaded.get(name, {})]
     last = found[-1] if found else None
     return JobsPage(rows=rows, next_after=_marker(last[1], last[2], last[0]) if more and last else None)
 
@@ -129,7 +133,7 @@ def live_jobs(*, user, pool=None) -> list[tuple[JobKind, Job]]:
     """The user's visible jobs a worker has or will have (queued, running), newest first."""
     found = []
     for kind in kinds():
-        rows = jobs_visible(kind.model, user=user).filter(status__in=("queued", "running"), **kind.rows)
+        rows = jobs_visible(kind.model, user=user).filter(status__in=LIVE, **kind.rows)
         if pool is not None:
             rows = rows.filter(pool=pool)
         found += [(kind, job) for job in rows.select_related("pool", "created_by").order_by("-created_at")[:20]]

@@ -26,6 +26,8 @@ PAGE_SIZE = 50
 class JobFilterForm(forms.Form):
     kind = forms.ChoiceField(required=False, label="Kind")
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *JobStatus.choices], label="Status")
+    pool_text = forms.CharField(required=False, max_length=200, label="Pool", strip=True,
+                                widget=forms.TextInput(attrs={"class": "form-control", "placeholder": "Name or external ID"}))
     # A pool's own pages link here with ?pool=<id> (a select of 10,000 pools helps nobody).
     pool = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
@@ -45,7 +47,8 @@ class JobFilterForm(forms.Form):
         if not self.is_valid():
             return JobFilters()
         data = self.cleaned_data
-        return JobFilters(kind=data["kind"], status=data["status"], pool=data["pool"])
+        return JobFilters(kind=data["kind"], status=data["status"], pool=data["pool"],
+                          pool_text=data["pool_text"].replace("\x00", ""))
 
 
 class JobListView(TemplateView):
@@ -65,7 +68,7 @@ class JobListView(TemplateView):
         context.update(
             form=form, page=page, any_live=any(job.is_live for _, job in page.rows),
             pool_shown=getattr(form, "pool_object", None),
-            filter_query=query.urlencode(), filtered=any(self.request.GET.get(k) for k in ("kind", "status", "pool")),
+            filter_query=query.urlencode(), filtered=any(self.request.GET.get(k) for k in ("kind", "status", "pool", "pool_text")),
         )
         return context
 
@@ -111,8 +114,9 @@ class JobActionView(View):
 
 
 def say_queued(request, job, done: str) -> None:
-    """The message after submitting or resuming a job: plain about a broker that was down."""
-    if job.dispatch_failed:
+    """The message after submitting or resuming a job: plain about a broker that was down
+    (now, or when the same form was sent before)."""
+    if job.dispatch_failed or (job.status == JobStatus.QUEUED and job.message == QUEUE_UNREACHABLE):
         messages.warning(request, f"{done} {QUEUE_UNREACHABLE}")
     else:
         messages.success(request, done)

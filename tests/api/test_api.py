@@ -557,3 +557,97 @@ def test_the_terms_cache_never_serves_another_pools_terms():
 
     _TERMS[second.current_terms_id] = terms_get(first.current_terms_id, pool_id=first.pk)
     assert terms_get(second.current_terms_id, pool_id=second.pk).value == Decimal("20.00")
+
+
+class TestBulkAddRuns:
+    """A bulk ``add`` runs its import inside its own run: errors, resumes and cancels of
+    the one reach the other."""
+
+    def start(self, api, pool, codes):
+        response = api.post(f"/api/v1/bulk-operation/coupons/{pool.pk}/add", {"coupons": codes}, format="json")
+        return BulkOperation.objects.get(pk=response.json()["id"])
+
+    def test_a_database_error_in_the_import_is_left_to_the_operations_retries(self, api, monkeypatch):
+        from django.db import OperationalError
+
+        from imports import services as import_services
+
+        pool = PoolFactory()
+        operation = self.start(api, pool, ["DE-1", "DE-2"])
+        real, calls = import_services._import_chunk, []
+
+        def deadlocked_once(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise OperationalError("deadlock detected")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(import_services, "_import_chunk", deadlocked_once)
+        with pytest.raises(OperationalError):
+            job_execute(kind="api_bulk", job_id=operation.pk, retry_in=5)  # the task retries
+        operation.refresh_from_db()
+        assert operation.status == "queued" and operation.import_job.status == "queued"
+        operation = job_execute(kind="api_bulk", job_id=operation.pk)  # the retry
+        assert (operation.status, operation.succeeded, operation.import_job.status) == ("done", 2, "done")
+
+    def test_an_import_that_failed_before_any_row_starts_again_when_the_operation_resumes(self, api, monkeypatch):
+        from django.db import OperationalError
+
+        from imports import services as import_services
+
+        pool = PoolFactory()
+        operation = self.start(api, pool, ["FB-1", "FB-2"])
+        real = import_services._import_chunk
+
+        def database_gone(*args, **kwargs):
+            raise OperationalError("gone")
+
+        monkeypatch.setattr(import_services, "_import_chunk", database_gone)
+        # The operation's last attempt fails; its import, sent on its own by the sweeper, fails its last too.
+        job_execute(kind="api_bulk", job_id=operation.pk, retry_in=None)
+        operation.refresh_from_db()
+        assert operation.status == "failed" and operation.can_resume
+        job_execute(kind="import", job_id=operation.import_job_id, retry_in=None)
+        operation.import_job.refresh_from_db()
+        assert operation.import_job.status == "failed" and not operation.import_job.can_resume
+        # When the database is back and a manager resumes the operation
+        monkeypatch.setattr(import_services, "_import_chunk", real)
+        job_resume(job=operation, enqueue=False)
+        operation = job_execute(kind="api_bulk", job_id=operation.pk)
+        assert (operation.status, operation.succeeded) == ("done", 2)
+        assert Coupon.objects.filter(pool=pool).count() == 2
+
+    def test_cancelling_the_operation_cancels_its_import_and_says_what_was_done(self, api, monkeypatch):
+        from coupons.jobs.engine import job_cancel
+        from imports import services as import_services
+
+        monkeypatch.setattr(import_services, "CHUNK", 2)
+        pool = PoolFactory()
+        operation = self.start(api, pool, [f"CX-{n}" for n in range(8)])
+        real = import_services._import_chunk
+
+        def cancelled_after_the_first_chunk(job, *args, **kwargs):
+            counts = real(job, *args, **kwargs)
+            if job.cursor == 0:
+                job_cancel(job=BulkOperation.objects.get(pk=operation.pk))  # a manager, on the Jobs page
+            return counts
+
+        monkeypatch.setattr(import_services, "_import_chunk", cancelled_after_the_first_chunk)
+        operation = job_execute(kind="api_bulk", job_id=operation.pk)
+        assert operation.status == "cancelled" and operation.import_job.status == "cancelled"
+        created = Coupon.objects.filter(pool=pool).count()
+        assert 0 < created < 8 and operation.processed == operation.succeeded == created
+
+    @pytest.mark.django_db(transaction=True)
+    def test_with_the_broker_down_the_answer_says_it_is_queued(self, api, monkeypatch):
+        from kombu.exceptions import OperationalError as BrokerDown
+
+        from coupons.jobs import engine
+
+        def down(*args, **kwargs):
+            raise BrokerDown("Connection refused")
+
+        monkeypatch.setattr(engine.current_app, "send_task", down)
+        response = api.post(f"/api/v1/bulk-operation/coupons/{PoolFactory().pk}/add", {"coupons": ["BD-1"]}, format="json")
+        assert response.status_code == 202
+        assert (response.json()["status"], response.json()["message"]) == ("queued", engine.QUEUE_UNREACHABLE)

@@ -9,7 +9,7 @@ from django.utils import timezone
 from coupons import bulk
 from coupons.expiry import coupons_expire_due
 from coupons.jobs.engine import JobRefused, job_create, job_execute, job_resume
-from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent, JobStatus
+from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent
 from coupons.propagation import affected_coupons
 from coupons.services import Actor
 from pools.services import UpdateMethod, pool_update
@@ -186,15 +186,19 @@ class TestPropagation:
         assert Coupon.objects.select_related("terms__effective").get(pk=used.pk).current_balance == Decimal("20.00")
 
 
+def invalidate_one_claimed_coupon_job() -> CouponJob:
+    pool = PoolFactory()
+    CouponFactory(pool=pool, status=S.CLAIMED)
+    return CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool,
+                                    params={"action": "invalidate", "filters": {}, "ids": None})
+
+
 def test_a_job_stopped_by_a_database_error_is_retried_from_its_cursor():
     from unittest import mock
 
     from django.db import OperationalError
 
-    pool = PoolFactory()
-    CouponFactory(pool=pool, status=S.CLAIMED)
-    job = CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool,
-                                   params={"action": "invalidate", "filters": {}, "ids": None})
+    job = invalidate_one_claimed_coupon_job()
     with mock.patch("coupons.bulk.bulk_apply", side_effect=OperationalError("deadlock detected")):
         with pytest.raises(OperationalError):
             job_execute(kind="bulk_action", job_id=job.pk, retry_in=5)
@@ -211,15 +215,12 @@ def test_retries_exhausted_end_failed_with_the_reason_and_resumable():
 
     from django.db import OperationalError
 
-    pool = PoolFactory()
-    CouponFactory(pool=pool, status=S.CLAIMED)
-    job = CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=pool,
-                                   params={"action": "invalidate", "filters": {}, "ids": None})
+    job = invalidate_one_claimed_coupon_job()
     with mock.patch("coupons.bulk.bulk_apply", side_effect=OperationalError("could not obtain lock")):
         job_execute(kind="bulk_action", job_id=job.pk, retry_in=None)  # the last attempt
     job.refresh_from_db()
     assert job.status == "failed" and job.can_resume
-    assert job.message == "Stopped by a database error after 1 attempts: could not obtain lock. Resume to go on."
+    assert job.message == "Stopped by a database error after 1 attempt: could not obtain lock. Resume to go on."
     job_resume(job=job, enqueue=False)
     job = job_execute(kind="bulk_action", job_id=job.pk)
     assert (job.status, job.applied) == ("done", 1)

@@ -31,6 +31,8 @@ def tricky_pool():
     CouponFactory(pool=pool, code="TAB\tINSIDE", status=S.REDEEMED, balance=Decimal("0.00"))
     CouponFactory(pool=pool, code="+SUM", status=S.EXPIRED)
     CouponFactory(pool=pool, code="QUOTE\"D", status=S.INVALID)
+    CouponFactory(pool=pool, code="CR-1", status=S.CLAIMED, customer=CustomerFactory(external_id="carriage\rreturn"))
+    CouponFactory(pool=pool, code="LF-1", status=S.CLAIMED, customer=CustomerFactory(external_id="line\nfeed"))
     return pool
 
 
@@ -44,21 +46,23 @@ def test_copy_writes_exactly_what_the_streamed_export_writes():
     streamed = "".join(csv_lines(coupons))
     out = io.BytesIO()
     rows = exports.copy_csv(coupons, out)
-    assert rows == 6
+    assert rows == 8
     assert exports.header_line() + out.getvalue().decode() == streamed
     table = read(streamed)
     assert table[0] == exports.HEADER
-    assert [r[0] for r in table[1:]] == ["QUOTE\"D", "'+SUM", "TAB\tINSIDE", "PLAIN-1", "'-1+1", "'=HYPERLINK(1)"]
-    assert table[5][1] == "'@ann,\"the\" boss" and table[5][4] == "claimed"
-    assert table[4][7] == "12.50" and table[4][3].endswith("+00:00") and table[1][4] == "invalid"
+    assert [r[0] for r in table[1:]] == [
+        "LF-1", "CR-1", "QUOTE\"D", "'+SUM", "TAB\tINSIDE", "PLAIN-1", "'-1+1", "'=HYPERLINK(1)"]
+    assert (table[1][1], table[2][1]) == ("line\nfeed", "carriage\rreturn")  # quoted, one row each
+    assert table[7][1] == "'@ann,\"the\" boss" and table[7][4] == "claimed"
+    assert table[6][7] == "12.50" and table[6][3].endswith("+00:00") and table[3][4] == "invalid"
 
 
 def test_filters_apply_to_both_and_bad_filters_select_nothing():
     pool = tricky_pool()
     claimed = coupons_to_export(pool, {"status": "claimed"})
-    assert len(read("".join(csv_lines(claimed)))) == 2
+    assert len(read("".join(csv_lines(claimed)))) == 4
     out = io.BytesIO()
-    assert exports.copy_csv(claimed, out) == 1
+    assert exports.copy_csv(claimed, out) == 3
     assert coupons_to_export(pool, {"claimed_from": "not a date"}).count() == 0
 
 
@@ -70,13 +74,13 @@ def test_an_export_job_writes_the_file_with_every_matching_row(compress, setting
     job = export_submit(pool=pool, filters={"status": "claimed"}, compress=compress, user=None, total=1_000)
     job = job_execute(kind="export", job_id=job.pk)
     assert job.status == JobStatus.DONE, job.message
-    assert (job.total, job.processed, job.total_is_estimate) == (21, 21, False)
-    assert job.message == "21 coupons exported." and job.expires_at > timezone.now() + timedelta(days=6)
+    assert (job.total, job.processed, job.total_is_estimate) == (23, 23, False)
+    assert job.message == "23 coupons exported." and job.expires_at > timezone.now() + timedelta(days=6)
     raw = (tmp_path / job.file.name).read_bytes()
     assert job.size == len(raw) and job.filename.endswith(".csv.gz" if compress else ".csv")
     text = (gzip.decompress(raw) if compress else raw).decode()
     table = read(text)
-    assert table[0] == exports.HEADER and len(table) == 22 and {r[4] for r in table[1:]} == {"claimed"}
+    assert table[0] == exports.HEADER and len(table) == 24 and {r[4] for r in table[1:]} == {"claimed"}
     assert text == "".join(csv_lines(coupons_to_export(pool, {"status": "claimed"})))
 
 
@@ -88,11 +92,11 @@ class TestPages:
         assert len(read(b"".join(response.streaming_content).decode())) == 2
 
     def test_a_large_list_is_offered_as_a_background_export(self, manager_client, monkeypatch):
-        monkeypatch.setattr("coupons.views.STREAM_LIMIT", 3)
+        monkeypatch.setattr("coupons.views.STREAM_LIMIT", 5)
         pool = tricky_pool()
         url = reverse("coupons:pool_coupons_export", args=[pool.pk])
         assert manager_client.get(url, {"q": "", "status": "expired", "match": "prefix"}).streaming  # 1 coupon
-        page = manager_client.get(url)  # 6 coupons: over the limit
+        page = manager_client.get(url)  # 8 coupons: over the limit
         assert page.templates[0].name == "coupons/export_confirm.html"
         html = page.content.decode()
         assert "coupons as CSV</h1>" in html and 'name="compress"' in html

@@ -1,8 +1,10 @@
 """The job engine: submitting (also with the broker down), the sweeper, the watchdog,
 resume and cancel rules, the Jobs page and who sees which job."""
 
+import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -99,12 +101,15 @@ class TestSubmitting:
 
     def test_the_same_submission_twice_is_one_job(self):
         pool = PoolFactory()
-        first = bulk_job(pool, submission="form-key-1", enqueue=False)
-        again = job_create(CouponJob, kind=CouponJob.Kind.BULK_ACTION, pool=pool, params={"other": 1},
-                           submission="form-key-1", enqueue=False)
+        first = bulk_job(pool, submission="form-key-1", enqueue=False, total=10, total_is_estimate=True)
+        again = bulk_job(pool, submission="form-key-1", enqueue=False, total=12, total_is_estimate=True)  # estimate moved
         assert again.pk == first.pk and CouponJob.objects.count() == 1
-        bulk_job(pool, enqueue=False)  # no key: always a new job
-        assert CouponJob.objects.count() == 2
+        # The same page sent back with another choice is another job; no key, always a new one.
+        other = job_create(CouponJob, kind=CouponJob.Kind.BULK_ACTION, pool=pool, params={"action": "redeem"},
+                           submission="form-key-1", enqueue=False)
+        assert other.pk != first.pk
+        bulk_job(pool, enqueue=False)
+        assert CouponJob.objects.count() == 3
 
 
 class TestRunning:
@@ -341,3 +346,57 @@ def test_every_kind_is_registered_with_its_table():
 
     assert {kind.name for kind in kinds()} == {"bulk_action", "propagation", "generation", "import", "api_bulk", "export"}
     assert set(job_models()) == {CouponJob, GenerationBatch, ImportJob, BulkOperation, ExportJob}
+
+
+@pytest.mark.django_db(transaction=True)
+class TestLocksHeldElsewhere:
+    """A chunk holds its job's row; a worker machine gone mid-chunk holds it until the
+    database gives up the connection. Nothing else must wait for it for long."""
+
+    @pytest.fixture
+    def held(self):
+        from django.db import connection
+
+        conn = psycopg.connect(f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}")
+        yield lambda job: conn.execute(f"SELECT 1 FROM {job._meta.db_table} WHERE id = %s FOR UPDATE", [job.pk])
+        conn.rollback()
+        conn.close()
+
+    def test_the_watchdog_skips_a_locked_row_instead_of_waiting(self, held):
+        job = bulk_job(PoolFactory(), enqueue=False)
+        CouponJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1))
+        held(job)
+        started = time.monotonic()
+        assert jobs_mark_interrupted() == 0 and time.monotonic() - started < 2
+
+    def test_cancel_and_resume_give_up_with_a_clear_answer(self, held, monkeypatch):
+        monkeypatch.setattr(engine, "ROW_LOCK_WAIT", "300ms")
+        job = bulk_job(PoolFactory(), enqueue=False)
+        CouponJob.objects.filter(pk=job.pk).update(status=JobStatus.INTERRUPTED)
+        held(job)
+        for action in (job_cancel, job_resume):
+            with pytest.raises(JobRefused, match=f"Bulk action #{job.pk} is busy with a chunk of its work; try again"):
+                action(job=job)
+        assert CouponJob.objects.get(pk=job.pk).status == JobStatus.INTERRUPTED
+
+    def test_a_run_that_stopped_moving_stops_its_heartbeat(self, monkeypatch):
+        monkeypatch.setattr(engine, "STUCK_AFTER", 0.5)
+        monkeypatch.setattr(engine, "HEARTBEAT_EVERY", 0.1)
+        job = bulk_job(PoolFactory(), enqueue=False)
+        then = timezone.now() - timedelta(minutes=1)
+        CouponJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, runner="r1", heartbeat_at=then)
+        beat = engine._Heartbeat(CouponJob, job.pk, "r1")
+        beat.start()
+        try:
+            time.sleep(0.3)
+            alive = CouponJob.objects.get(pk=job.pk).heartbeat_at
+            assert alive > then  # the work moved a moment ago
+            time.sleep(1.0)
+            stuck = CouponJob.objects.get(pk=job.pk).heartbeat_at
+            time.sleep(0.5)
+            assert CouponJob.objects.get(pk=job.pk).heartbeat_at == stuck  # no move for 0.5 s: no more beats
+            beat.touched = time.monotonic()
+            time.sleep(0.3)
+            assert CouponJob.objects.get(pk=job.pk).heartbeat_at > stuck
+        finally:
+            beat.stop()

@@ -19,7 +19,6 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from api.models import BulkOperation
 from api.services import bulk_start
 from coupons.bulk import BULK_ACTIONS, bulk_submit
 from coupons.exports import export_submit

@@ -215,7 +215,6 @@ class TestBulkPost:
 
 
 def test_export_streams_the_filtered_list_with_formulas_neutralised(manager_client, monkeypatch):
-    from coupons import views
 
     pool = PoolFactory()
     CouponFactory(pool=pool, code="=HYPERLINK(1)")

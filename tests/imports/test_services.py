@@ -482,7 +482,8 @@ def test_a_running_import_whose_worker_stopped_can_be_resumed_without_waiting_fo
     assert job.status == JobStatus.DONE and job.created == 1
 
 
-def test_drafts_are_cancelled_at_once_or_removed_with_their_file_after_a_day(settings, tmp_path):
+def test_drafts_are_cancelled_at_once_or_removed_with_their_file_after_a_day(settings, tmp_path,
+                                                                             django_capture_on_commit_callbacks):
     from coupons.jobs.engine import job_cancel, jobs_purge
 
     settings.MEDIA_ROOT = str(tmp_path)
@@ -496,7 +497,8 @@ def test_drafts_are_cancelled_at_once_or_removed_with_their_file_after_a_day(set
     ImportJob.objects.update(created_at=day_old)
     abandoned_file = tmp_path / abandoned.file.name
     assert abandoned_file.exists()
-    jobs_purge()
+    with django_capture_on_commit_callbacks(execute=True):  # the file goes once the row is gone for good
+        jobs_purge()
     assert list(ImportJob.objects.values_list("pk", flat=True)) == [started.pk]  # the import that ran stays
     assert not abandoned_file.exists() and (tmp_path / started.file.name).exists()
 
@@ -513,3 +515,37 @@ def test_staging_tables_of_imports_that_will_not_run_again_are_dropped():
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
     jobs_purge()
     assert services._stage(job) not in connection.introspection.table_names()
+
+
+def test_the_purge_keeps_an_api_operations_import_and_goes_on(settings, tmp_path):
+    from api.models import BulkOperation
+    from api.services import api_key_create
+    from coupons.jobs.engine import job_cancel, jobs_purge
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    pool = PoolFactory()
+    kept, removed = upload(b"code\nKP-1\n"), upload(b"code\nRM-1\n")
+    key, _ = api_key_create(name="Shop")
+    BulkOperation.objects.create(pool=pool, api_key=key, action="add", items=[], import_job=kept)
+    for job in (kept, removed):
+        job_cancel(job=job)
+    ImportJob.objects.update(created_at=timezone.now() - timedelta(days=2))
+    jobs_purge()  # the protected one does not stop the purge of the others
+    assert list(ImportJob.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_uploaded_files_no_import_refers_to_are_removed_once_a_day_old(settings, tmp_path):
+    import os
+
+    from coupons.jobs.engine import jobs_purge
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    job = upload(b"code\nUF-1\n")
+    orphan = tmp_path / "imports" / "2026" / "01" / "left-by-a-rollback.csv"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text("code\n")
+    old = (timezone.now() - timedelta(days=2)).timestamp()
+    os.utime(orphan, (old, old))
+    os.utime(tmp_path / job.file.name, (old, old))
+    jobs_purge()
+    assert not orphan.exists() and (tmp_path / job.file.name).exists()

@@ -13,12 +13,8 @@ def running_operations_get_a_heartbeat(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    # The new created_by foreign key on a table that has rows leaves PostgreSQL with
-    # pending trigger events; an index built in the same transaction would then fail.
-    atomic = False
-
     dependencies = [
-        ('api', '0002_bulk_import_job'),
+        ('api', '0003_bulkoperation_created_by'),
         ('imports', '0003_job_engine_renames'),
         ('pools', '0002_couponterms_couponpool_current_terms_and_more'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
@@ -29,11 +25,6 @@ class Migration(migrations.Migration):
             model_name='bulkoperation',
             name='attempts',
             field=models.PositiveIntegerField(default=0),
-        ),
-        migrations.AddField(
-            model_name='bulkoperation',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
         ),
         migrations.AddField(
             model_name='bulkoperation',
