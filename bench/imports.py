@@ -124,7 +124,7 @@ def main() -> None:
     job = ImportJob.objects.get()
     in_pool = Coupon.objects.filter(pool__external_id="BENCH-TARGET").count()
     skipped = job.duplicates_in_file + job.existing + job.invalid
-    assert job.rows_read == args.rows and job.created + skipped == args.rows, summary
+    assert job.total == args.rows and job.created + skipped == args.rows, summary
     assert (job.created, skipped) == (expected_created, expected_skipped), summary
     assert in_pool == job.created, (in_pool, job.created)
     from imports.services import REJECTIONS_KEPT
@@ -132,9 +132,9 @@ def main() -> None:
     kept = sum(min(n, REJECTIONS_KEPT) for n in (job.duplicates_in_file, job.existing, job.invalid))
     assert job.rejections.count() == kept, (job.rejections.count(), kept)
     print(json.dumps({
-        "rows": job.rows_read,
+        "rows": job.total,
         "seconds": round(seconds, 1),
-        "rows_per_s": round(job.rows_read / seconds),
+        "rows_per_s": round(job.total / seconds),
         "created": job.created,
         "skipped": skipped,
         "duplicates_in_file": job.duplicates_in_file,

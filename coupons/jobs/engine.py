@@ -46,7 +46,7 @@ HEARTBEAT_EVERY = settings.JOB_HEARTBEAT_SECONDS
 RESEND_AFTER = timedelta(seconds=settings.JOB_RESEND_SECONDS)
 STUCK_AFTER = settings.JOB_STUCK_SECONDS
 QUEUE_UNREACHABLE = "Queued: it starts as soon as the task queue is reachable."
-INTERRUPTED = "The worker stopped while working on this job; resume it to finish."
+INTERRUPTED = "The worker stopped while working on this job; Resume goes on from there."
 S = JobStatus
 
 
@@ -304,7 +304,7 @@ def job_execute(*, kind: str, job_id: int, runner: str | None = None, retry_in: 
     except job_kind.failures as exc:
         _end(job_kind, job_id, token, S.FAILED, str(exc))
     except KeyboardInterrupt:
-        _end(job_kind, job_id, token, S.INTERRUPTED, "Stopped from the command line; resume it to finish.")
+        _end(job_kind, job_id, token, S.INTERRUPTED, "Stopped from the command line; Resume goes on from there.")
         raise
     except Exception as exc:
         log.exception("%s #%s failed", job_kind.label, job_id)

@@ -104,12 +104,14 @@ class JobActionView(View):
         job_kind = kind_of(job)
         if job_kind.permission and not request.user.has_perm(job_kind.permission):
             raise PermissionDenied
+        draft = job.status == JobStatus.DRAFT
         try:
             job = self.ACTIONS[action](job=job, user=request.user)
         except JobRefused as exc:
             messages.error(request, str(exc))
         else:
-            say_queued(request, job, f"{job_kind.label} #{job.pk} " + ("resumed." if action == "resume" else "cancelled."))
+            done = "resumed." if action == "resume" else ("discarded." if draft else "cancelled.")
+            say_queued(request, job, f"{job_kind.label} #{job.pk} {done}")
         return redirect(next_url(request, reverse("coupons:jobs")))
 
 

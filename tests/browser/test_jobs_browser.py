@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from coupons.generation import generation_start
+from coupons.jobs import engine
 from coupons.models import Coupon, CouponStatus, ExportJob, GenerationBatch, JobStatus
 from tests.browser.conftest import login
 from tests.coupons.test_jobs_worker import seed
@@ -75,7 +76,7 @@ def test_resume_and_cancel_on_the_jobs_page(page, celery_worker_process):
     UserFactory(username="omar")
     bulk_pool = BulkPoolFactory(name="Gift codes", pattern="GC-$$$$$$$$")
     batch = generation_start(pool=bulk_pool, count=3_000, enqueue=False)
-    GenerationBatch.objects.filter(pk=batch.pk).update(status=JobStatus.INTERRUPTED, message="The worker stopped while working on this job; resume it to finish.")
+    GenerationBatch.objects.filter(pk=batch.pk).update(status=JobStatus.INTERRUPTED, message=engine.INTERRUPTED)
     export = ExportJob.objects.create(pool=PoolFactory(name="Old codes"), status=JobStatus.QUEUED, total=10)
     login(page, "omar")
     page.goto("/jobs/")
