@@ -4,6 +4,7 @@ operations and basket validation. Coupon state changes go through coupons.servic
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import time
@@ -16,15 +17,24 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from coupons import services as coupon_services
-from coupons.jobs.engine import JobFailed, JobRefused, JobStopped, Run, job_cancel, job_create, job_execute
+from coupons.jobs.engine import (
+    JobFailed,
+    JobRefused,
+    JobStopped,
+    Run,
+    job_cancel,
+    job_create,
+    job_execute,
+    job_is_stale,
+)
 from coupons.jobs.registry import JobKind, register
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
 from couponsite.rawsql import fetch_instance, select_list
 from imports.models import ImportJob, JobStatus, RowOutcome
-from imports.parsing import Options
-from imports.services import IMPORT, import_resume, import_start, import_upload, job_options
+from imports.parsing import FileProblem, Options
+from imports.services import IMPORT, ImportRefused, import_resume, import_start, import_upload, job_options
 from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
 from pools.selectors import terms_get
 
@@ -257,29 +267,38 @@ def _bulk_add(operation: BulkOperation, run: Run) -> str:
             operation.import_job = _import_of(operation)
             operation.save(update_fields=["import_job"])
     job = _import_to_its_end(operation.import_job, run)
-    codes = {
-        RowOutcome.INVALID: "invalid", RowOutcome.DUPLICATE_IN_FILE: "duplicate_in_request",
-        RowOutcome.EXISTS: "code_exists",
-    }
     with transaction.atomic():
         # This run's row, also when it was cancelled meanwhile (not when it was taken over).
         operation = BulkOperation.objects.select_for_update().defer("items").filter(pk=run.job_id, runner=run.token).first()
         if operation is None:
             raise JobStopped
-        BulkOperationError.objects.filter(operation=operation).delete()
-        BulkOperationError.objects.bulk_create(
-            BulkOperationError(
-                operation=operation, index=rejection.row - 2,  # row 1 is the header
-                code=rejection.code[:200], error_code=codes[rejection.outcome], message=rejection.reason,
-            )
-            for rejection in job.rejections.order_by("row").iterator()
+        _record_import(operation, job)
+        run.save(operation)
+    if job.status == JobStatus.DONE:
+        return f"Import #{job.pk}: {job.message}"
+    if operation.status == JobStatus.CANCELLED:
+        raise JobStopped  # cancelled, and its import with it
+    raise JobFailed(f"Import #{job.pk} of the codes was cancelled; what it added stays ({job.message})")
+
+
+_REFUSALS = {
+    RowOutcome.INVALID: "invalid", RowOutcome.DUPLICATE_IN_FILE: "duplicate_in_request", RowOutcome.EXISTS: "code_exists",
+}
+
+
+def _record_import(operation: BulkOperation, job: ImportJob) -> None:
+    """The operation's counters and refused items from its import (under its row lock)."""
+    BulkOperationError.objects.filter(operation=operation).delete()
+    BulkOperationError.objects.bulk_create(
+        BulkOperationError(
+            operation=operation, index=rejection.row - 2,  # row 1 is the header
+            code=rejection.code[:200], error_code=_REFUSALS[rejection.outcome], message=rejection.reason,
         )
-        operation.processed, operation.succeeded, operation.failed = job.processed, job.created, job.skipped
-        operation.cursor = operation.total if job.status == JobStatus.DONE else 0
-        run.save(operation, "processed", "succeeded", "failed", "cursor")
-    if job.status != JobStatus.DONE:
-        raise JobStopped  # cancelled with its import
-    return f"Import #{job.pk}: {job.message}"
+        for rejection in job.rejections.order_by("row").iterator()
+    )
+    operation.processed, operation.succeeded, operation.failed = job.processed, job.created, job.skipped
+    operation.cursor = operation.total if job.status == JobStatus.DONE else 0
+    operation.save(update_fields=["processed", "succeeded", "failed", "cursor"])
 
 
 def _import_of(operation: BulkOperation) -> ImportJob:
@@ -297,42 +316,76 @@ def _import_of(operation: BulkOperation) -> ImportJob:
 
 
 def _import_to_its_end(job: ImportJob, run: Run) -> ImportJob:
-    """Run the operation's import here, to its end (done, or cancelled with the operation).
+    """Run the operation's import here, to its end: done, or cancelled (with the operation,
+    or on its own from the Jobs page).
 
     One that a previous run of the operation left behind goes on: interrupted or failed
     after some rows, it is resumed; failed before any row, started again with its
-    settings; running with a live worker elsewhere (resumed on its own), waited for. A
-    database error is left to the operation's retries: the import waits queued for them.
+    settings; running with a live worker elsewhere (resumed on its own), waited for. The
+    import runs under a token derived from the operation's, so a retry of the operation
+    takes back the import it left running when the database went away; a database error
+    is left to the operation's retries (the import waits queued for them).
     """
-    job.refresh_from_db()
-    if job.status == JobStatus.FAILED and job.can_start:
-        job = import_start(job=job, pool=job.pool, options=job_options(job), enqueue=False)
-    elif job.status in (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.RUNNING):
-        try:
-            job = import_resume(job=job, enqueue=False)
-        except JobRefused:
-            if job.status != JobStatus.RUNNING:
-                raise JobFailed(f"Import #{job.pk} of the codes cannot go on: {job.message}") from None
-    if job.status == JobStatus.QUEUED:
-        job_execute(kind=IMPORT, job_id=job.pk, retry_in=settings.JOB_RETRY_DELAY_SECONDS)
+    token = hashlib.md5(f"{run.token}:import".encode()).hexdigest()
+    ran = False
+    while True:
         job.refresh_from_db()
-    while job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
-        time.sleep(1)
-        with transaction.atomic():
-            run.save(run.lock(BulkOperation.objects.defer("items")))  # still ours, and alive
-        job.refresh_from_db()
-    if job.status not in (JobStatus.DONE, JobStatus.CANCELLED):
-        raise JobFailed(f"Import #{job.pk} of the codes is {job.get_status_display().lower()}: {job.message}")
-    return job
+        if job.status in (JobStatus.DONE, JobStatus.CANCELLED):
+            return job
+        if job.status == JobStatus.FAILED and ran:
+            raise JobFailed(f"Import #{job.pk} of the codes failed: {job.message}")
+        if job.status == JobStatus.FAILED and job.can_start:
+            try:
+                job = import_start(job=job, pool=job.pool, options=job_options(job), enqueue=False)
+            except (ImportRefused, FileProblem, OSError) as exc:
+                raise JobFailed(f"Import #{job.pk} of the codes cannot start again: {exc}") from exc
+        elif job.status in (JobStatus.INTERRUPTED, JobStatus.FAILED) or (
+                job.status == JobStatus.RUNNING and job.runner != token):
+            try:
+                job = import_resume(job=job, enqueue=False)
+            except JobRefused:
+                if job.status != JobStatus.RUNNING:
+                    raise JobFailed(f"Import #{job.pk} of the codes cannot go on: {job.message}") from None
+                _wait_a_moment(run)  # running with a live worker of its own
+                continue
+        ran = True
+        job_execute(kind=IMPORT, job_id=job.pk, runner=token, retry_in=settings.JOB_RETRY_DELAY_SECONDS,
+                    progress=_stop_with(run))
 
 
-def _cancel_its_import(operation: BulkOperation) -> None:
+def _wait_a_moment(run: Run) -> None:
+    time.sleep(1)
+    with transaction.atomic():
+        run.save(run.lock(BulkOperation.objects.defer("items")))  # still ours, and alive
+
+
+def _stop_with(run: Run):
+    """The import's progress callback: once its operation is cancelled, the import is
+    too, in the chunk that just ran, so it stops at its next one."""
+    def follow(job: ImportJob) -> None:
+        if BulkOperation.objects.filter(pk=run.job_id, status=JobStatus.CANCELLED).exists():
+            ImportJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
+                status=JobStatus.CANCELLED, finished_at=timezone.now(), message="Cancelled with its bulk operation.",
+            )
+    return follow
+
+
+def _cancel_its_import(operation: BulkOperation, user) -> None:
+    """A cancelled add: its import goes too. A running import stops at its next chunk
+    (the operation's run records what it did); one that does not run is cancelled here
+    and what it did is recorded at once."""
     job = operation.import_job
-    if job is not None and job.can_cancel:
+    if job is None:
+        return
+    running = job.status == JobStatus.RUNNING and not job_is_stale(job)
+    if not running and job.can_cancel:
         try:
-            job_cancel(job=job)
+            job = job_cancel(job=job, user=user)
         except JobRefused:
-            pass  # it ended meanwhile
+            return  # it ended, or got busy, meanwhile: the operation's run (or a resume) records it
+    if not running:
+        with transaction.atomic():
+            _record_import(BulkOperation.objects.select_for_update().defer("items").get(pk=operation.pk), job)
 
 
 register(JobKind(

@@ -24,7 +24,7 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Func, Q, QuerySet, Value, When
-from django.db.models.functions import Cast, Concat
+from django.db.models.functions import Cast, Concat, NullIf
 from django.urls import reverse
 from django.utils import timezone
 
@@ -119,8 +119,10 @@ class _IsoUtc(Func):
 
 
 def _safe(field: str):
+    """The cell as ``safe_cell`` writes it; an empty text is NULL, an empty cell, as in Python."""
     starts_like_a_formula = Q(**{f"{field}__regex": "^[=+@\t\r-]"})
-    return Case(When(starts_like_a_formula, then=Concat(Value("'"), F(field))), default=F(field), output_field=CharField())
+    return Case(When(starts_like_a_formula, then=Concat(Value("'"), F(field))),
+                default=NullIf(F(field), Value("")), output_field=CharField())
 
 
 def _copy_statement(coupons: QuerySet[Coupon]) -> tuple[str, tuple]:

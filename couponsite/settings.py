@@ -206,6 +206,9 @@ JOB_RETRY_DELAY_SECONDS = env.float("JOB_RETRY_DELAY_SECONDS", default=5.0)  # d
 # A run whose work has not moved for this long (a lock or a storage that never answers)
 # stops sending heartbeats, so that the watchdog interrupts it.
 JOB_STUCK_SECONDS = env.float("JOB_STUCK_SECONDS", default=1800.0)
+# A job's chunk waits this long at the most for a lock (coupons held elsewhere), then the
+# task retries later: a chunk that waits for ever holds its job out of the watchdog's reach.
+JOB_LOCK_WAIT_SECONDS = env.float("JOB_LOCK_WAIT_SECONDS", default=60.0)
 
 CELERY_BEAT_SCHEDULE = {
     "expire-coupons": {

@@ -677,7 +677,8 @@ def _cleanup(job: ImportJob) -> None:
 def _purge() -> int:
     """Uploads never started (drafts, and drafts cancelled) are removed with their file
     after ``DRAFTS_KEPT``; staging tables of imports that will not run again are dropped."""
-    never_started = Q(started_at__isnull=True, created_at__lt=timezone.now() - DRAFTS_KEPT) & (
+    # Never queued (an API bulk add's import is queued at once): a draft, or a discarded one.
+    never_started = Q(started_at__isnull=True, dispatched_at__isnull=True, created_at__lt=timezone.now() - DRAFTS_KEPT) & (
         Q(status=JobStatus.DRAFT) | Q(status=JobStatus.CANCELLED)
     )
     removed = 0

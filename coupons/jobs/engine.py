@@ -45,6 +45,7 @@ STALE_AFTER = timedelta(seconds=settings.JOB_STALE_SECONDS)
 HEARTBEAT_EVERY = settings.JOB_HEARTBEAT_SECONDS
 RESEND_AFTER = timedelta(seconds=settings.JOB_RESEND_SECONDS)
 STUCK_AFTER = settings.JOB_STUCK_SECONDS
+CHUNK_LOCK_WAIT = f"{int(settings.JOB_LOCK_WAIT_SECONDS * 1000)}ms"
 QUEUE_UNREACHABLE = "Queued: it starts as soon as the task queue is reachable."
 INTERRUPTED = "The worker stopped while working on this job; Resume goes on from there."
 S = JobStatus
@@ -158,9 +159,15 @@ class Run:
         """Inside a chunk's transaction: the job row, locked and fresh.
 
         Raises ``JobStopped`` when this run no longer owns the job, so a chunk is never
-        committed by a run that was cancelled or replaced.
+        committed by a run that was cancelled or replaced. The chunk waits for the locks
+        it needs (coupons held by a long transaction elsewhere) ``CHUNK_LOCK_WAIT`` at the
+        most, then fails with a database error that the task retries: a chunk that waited
+        for ever would hold the job's row, out of the watchdog's reach.
         """
         rows = queryset if queryset is not None else self.model.objects
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [CHUNK_LOCK_WAIT])
         job = rows.select_for_update(of=("self",)).get(pk=self.job_id)
         if job.runner != self.token or job.status != S.RUNNING:
             raise JobStopped
@@ -310,7 +317,7 @@ def job_execute(*, kind: str, job_id: int, runner: str | None = None, retry_in: 
         log.exception("%s #%s failed", job_kind.label, job_id)
         resumable = job_kind.model.objects.get(pk=job_id).resumable()
         _end(job_kind, job_id, token, S.FAILED,
-             f"Stopped by an unexpected error: {exc}." + (" Resume to try again." if resumable else ""))
+             f"Stopped by an unexpected error: {exc}." + (" Resume to try again." if resumable else " Start it again."))
     else:
         _end(job_kind, job_id, token, S.DONE, message)
     return job_kind.model.objects.get(pk=job_id)
@@ -395,7 +402,7 @@ def job_resume(*, job: Job, user=None, enqueue: bool = True) -> Job:
     kind = kind_of(job)
     with transaction.atomic():
         job = _locked(kind, job.pk)
-        if not (job.can_resume or _is_stale(job)):
+        if not (job.can_resume or job_is_stale(job)):
             raise JobRefused(_cannot_resume(job))
         kind.before_resume(job)
         job_queue(job, enqueue=enqueue)
@@ -410,7 +417,8 @@ def _cannot_resume(job: Job) -> str:
     return f"Only an interrupted or failed job can be resumed; {kind_of(job).label.lower()} #{job.pk} is {job.get_status_display().lower()}."
 
 
-def _is_stale(job: Job) -> bool:
+def job_is_stale(job: Job) -> bool:
+    """Running, with a heartbeat too old for a live worker."""
     beat = job.heartbeat_at or job.started_at
     return job.status == S.RUNNING and (beat is None or beat < timezone.now() - STALE_AFTER)
 
@@ -422,7 +430,7 @@ def job_cancel(*, job: Job, user=None) -> Job:
         job = _locked(kind, job.pk)
         if job.status not in CANCELLABLE:
             raise JobRefused(f"{kind.label} #{job.pk} is {job.get_status_display().lower()}; it cannot be cancelled.")
-        was_running = job.status == S.RUNNING and not _is_stale(job)
+        was_running = job.status == S.RUNNING and not job_is_stale(job)
         who = acting_user(user)
         job.status, job.finished_at = S.CANCELLED, timezone.now()
         job.message = f"Cancelled by {who.get_username() if who else 'the system'}" + (
@@ -431,7 +439,7 @@ def job_cancel(*, job: Job, user=None) -> Job:
         job.save(update_fields=["status", "finished_at", "message"])
     if not was_running:
         kind.cleanup(job)  # no run will notice: free what it holds now
-    kind.on_cancel(job)
+    kind.on_cancel(job, who)
     return job
 
 
@@ -441,19 +449,34 @@ ROW_LOCK_WAIT = "5s"  # a chunk holds its job's row this long at the most, in pr
 def _locked(kind: JobKind, pk: int) -> Job:
     """The job row, locked, for a page's Resume or Cancel: waiting for the chunk under
     way, but not for ever (a worker machine gone mid-chunk keeps its lock for a while)."""
-    if connection.vendor != "postgresql":
-        return kind.model.objects.select_for_update().get(pk=pk)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SET LOCAL lock_timeout = '{ROW_LOCK_WAIT}'")
     try:
-        job = kind.model.objects.select_for_update().get(pk=pk)
+        with lock_timeout(ROW_LOCK_WAIT):
+            return kind.model.objects.select_for_update().get(pk=pk)
     except OperationalError as exc:
-        if isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+        if is_lock_timeout(exc):
             raise JobRefused(f"{kind.label} #{pk} is busy with a chunk of its work; try again in a moment.") from exc
         raise
+
+
+@contextmanager
+def lock_timeout(wait: str):
+    """Inside a transaction on PostgreSQL: row and table locks are waited for ``wait`` at
+    the most (LockNotAvailable after that); the caller's own setting comes back after."""
+    if connection.vendor != "postgresql":
+        yield
+        return
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL lock_timeout TO DEFAULT")
-    return job
+        cursor.execute("SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)", [wait])
+        before = cursor.fetchone()[0]
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [before])
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """A lock waited for too long: PostgreSQL's lock_timeout, or SQLite's busy timeout."""
+    cause = exc.__cause__ if isinstance(exc, OperationalError) else exc
+    return isinstance(cause, psycopg.errors.LockNotAvailable) or "database is locked" in str(exc)
 
 
 # --- the sweeper (beat) ----------------------------------------------------------------

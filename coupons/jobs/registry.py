@@ -36,8 +36,9 @@ class JobKind:
     # Frees what a cancelled job holds (files, staging tables), once no run works on it;
     # may run more than once.
     cleanup: Callable[[Job], None] = _nothing
-    # After every cancel, the run still working or not (an API bulk add cancels its import).
-    on_cancel: Callable[[Job], None] = _nothing
+    # After every cancel, the run still working or not, with who cancelled (an API bulk
+    # add cancels its import).
+    on_cancel: Callable[[Job, object], None] = lambda job, user: None
     # Related rows the Jobs page shows (besides the pool and the author).
     related: tuple[str, ...] = ()
     # Where the job's result is shown, or None.

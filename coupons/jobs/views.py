@@ -6,6 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import OperationalError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,7 +17,7 @@ from django.views.generic import TemplateView
 from pools.selectors import pool_list_visible
 
 from .base import JobStatus
-from .engine import QUEUE_UNREACHABLE, JobRefused, job_cancel, job_resume
+from .engine import QUEUE_UNREACHABLE, JobRefused, is_lock_timeout, job_cancel, job_resume
 from .registry import kind_of, kinds
 from .selectors import JobFilters, job_get_visible, jobs_page
 
@@ -109,6 +110,10 @@ class JobActionView(View):
             job = self.ACTIONS[action](job=job, user=request.user)
         except JobRefused as exc:
             messages.error(request, str(exc))
+        except OperationalError as exc:
+            if not is_lock_timeout(exc):  # SQLite: the worker's chunk holds the database
+                raise
+            messages.error(request, f"{job_kind.label} #{job.pk} is busy with a chunk of its work; try again in a moment.")
         else:
             done = "resumed." if action == "resume" else ("discarded." if draft else "cancelled.")
             say_queued(request, job, f"{job_kind.label} #{job.pk} {done}")

@@ -651,3 +651,85 @@ class TestBulkAddRuns:
         response = api.post(f"/api/v1/bulk-operation/coupons/{PoolFactory().pk}/add", {"coupons": ["BD-1"]}, format="json")
         assert response.status_code == 202
         assert (response.json()["status"], response.json()["message"]) == ("queued", engine.QUEUE_UNREACHABLE)
+
+    def test_an_import_cancelled_on_its_own_fails_its_operation_saying_so(self, api, monkeypatch):
+        from coupons.jobs.engine import job_cancel
+        from imports import services as import_services
+
+        monkeypatch.setattr(import_services, "CHUNK", 2)
+        pool = PoolFactory()
+        operation = self.start(api, pool, [f"OW-{n}" for n in range(6)])
+        real = import_services._import_chunk
+
+        def the_import_cancelled_from_the_jobs_page(job, *args, **kwargs):
+            counts = real(job, *args, **kwargs)
+            if job.cursor == 0:
+                job_cancel(job=job)
+            return counts
+
+        monkeypatch.setattr(import_services, "_import_chunk", the_import_cancelled_from_the_jobs_page)
+        operation = job_execute(kind="api_bulk", job_id=operation.pk)
+        assert operation.status == "failed" and operation.message.startswith(f"Import #{operation.import_job_id} of the codes was cancelled")
+        assert operation.succeeded == Coupon.objects.filter(pool=pool).count() > 0
+
+    def test_a_retry_takes_back_the_import_it_left_running_when_the_database_went_away(self, api, monkeypatch):
+        from django.db import OperationalError
+
+        from coupons.jobs import engine
+        from imports import services as import_services
+
+        pool = PoolFactory()
+        operation = self.start(api, pool, ["TB-1", "TB-2"])
+        real_chunk, real_requeue = import_services._import_chunk, engine._requeue
+
+        def connection_lost(*args, **kwargs):
+            raise OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(import_services, "_import_chunk", connection_lost)
+        monkeypatch.setattr(engine, "_requeue", lambda *args: None)  # nothing could be written
+        with pytest.raises(OperationalError):
+            job_execute(kind="api_bulk", job_id=operation.pk, retry_in=5)
+        operation.refresh_from_db()
+        assert operation.status == "running" and operation.import_job.status == "running"
+        monkeypatch.setattr(import_services, "_import_chunk", real_chunk)
+        monkeypatch.setattr(engine, "_requeue", real_requeue)
+        # The task's retry carries the operation's token: it takes both back
+        operation = job_execute(kind="api_bulk", job_id=operation.pk, runner=operation.runner)
+        assert (operation.status, operation.succeeded, operation.attempts) == ("done", 2, 2)
+        assert operation.import_job.attempts == 2
+
+    def test_cancelling_an_interrupted_operation_records_what_its_import_did(self, api, monkeypatch):
+        from coupons.jobs.engine import job_cancel
+        from imports import services as import_services
+
+        monkeypatch.setattr(import_services, "CHUNK", 2)
+        pool = PoolFactory()
+        operation = self.start(api, pool, [f"IR-{n}" for n in range(6)])
+
+        class Killed(BaseException):  # the worker dies mid-import
+            pass
+
+        real = import_services._import_chunk
+
+        def killed_after_a_chunk(job, *args, **kwargs):
+            if job.cursor:
+                raise Killed
+            return real(job, *args, **kwargs)
+
+        monkeypatch.setattr(import_services, "_import_chunk", killed_after_a_chunk)
+        with pytest.raises(Killed):
+            job_execute(kind="api_bulk", job_id=operation.pk)
+        # The watchdog marks the operation interrupted; its import still says running (stale)
+        from datetime import timedelta as delta
+
+        from django.utils import timezone
+
+        stale = timezone.now() - delta(hours=1)
+        BulkOperation.objects.filter(pk=operation.pk).update(status="interrupted")
+        operation.refresh_from_db()
+        type(operation.import_job).objects.filter(pk=operation.import_job_id).update(heartbeat_at=stale)
+        operation = job_cancel(job=BulkOperation.objects.get(pk=operation.pk), user=UserFactory(username="carla"))
+        operation.refresh_from_db()
+        added = Coupon.objects.filter(pool=pool).count()
+        assert operation.status == "cancelled" and operation.succeeded == added > 0
+        assert operation.import_job.status == "cancelled" and operation.import_job.message.startswith("Cancelled by carla")

@@ -214,7 +214,7 @@ def test_the_same_task_delivered_three_times_to_two_workers_runs_once(celery_wor
     one_event_per_coupon("coupon_redeem", coupons)
 
 
-@pytest.mark.worker_env(PGOPTIONS="-c lock_timeout=300", JOB_MAX_RETRIES="1", JOB_RETRY_DELAY_SECONDS="0.2", **FAST_BEATS)
+@pytest.mark.worker_env(JOB_LOCK_WAIT_SECONDS="0.3", JOB_MAX_RETRIES="1", JOB_RETRY_DELAY_SECONDS="0.2", **FAST_BEATS)
 def test_retries_that_run_out_end_failed_with_the_reason_and_resumable(celery_worker_process):
     # Given a coupon of the selection locked by a long transaction elsewhere
     pool = PoolFactory()
