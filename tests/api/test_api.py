@@ -617,26 +617,42 @@ class TestBulkAddRuns:
         assert (operation.status, operation.succeeded) == ("done", 2)
         assert Coupon.objects.filter(pool=pool).count() == 2
 
-    def test_cancelling_the_operation_cancels_its_import_and_says_what_was_done(self, api, monkeypatch):
-        from coupons.jobs.engine import job_cancel
+    def cancelled_after_the_first_chunk(self, api, monkeypatch, pool, cancel):
+        """Run an add of 8 codes, 2 rows a chunk; ``cancel(import_job, operation_id)`` after
+        the first chunk, as a manager on the Jobs page would."""
         from imports import services as import_services
 
         monkeypatch.setattr(import_services, "CHUNK", 2)
-        pool = PoolFactory()
         operation = self.start(api, pool, [f"CX-{n}" for n in range(8)])
         real = import_services._import_chunk
 
-        def cancelled_after_the_first_chunk(job, *args, **kwargs):
+        def chunk_then_cancel(job, *args, **kwargs):
             counts = real(job, *args, **kwargs)
             if job.cursor == 0:
-                job_cancel(job=BulkOperation.objects.get(pk=operation.pk))  # a manager, on the Jobs page
+                cancel(job, operation.pk)
             return counts
 
-        monkeypatch.setattr(import_services, "_import_chunk", cancelled_after_the_first_chunk)
-        operation = job_execute(kind="api_bulk", job_id=operation.pk)
+        monkeypatch.setattr(import_services, "_import_chunk", chunk_then_cancel)
+        return job_execute(kind="api_bulk", job_id=operation.pk)
+
+    def test_cancelling_the_operation_cancels_its_import_and_says_what_was_done(self, api, monkeypatch):
+        from coupons.jobs.engine import job_cancel
+
+        pool = PoolFactory()
+        operation = self.cancelled_after_the_first_chunk(
+            api, monkeypatch, pool, lambda job, pk: job_cancel(job=BulkOperation.objects.get(pk=pk)))
         assert operation.status == "cancelled" and operation.import_job.status == "cancelled"
         created = Coupon.objects.filter(pool=pool).count()
         assert 0 < created < 8 and operation.processed == operation.succeeded == created
+
+    def test_an_import_cancelled_on_its_own_fails_its_operation_saying_so(self, api, monkeypatch):
+        from coupons.jobs.engine import job_cancel
+
+        pool = PoolFactory()
+        operation = self.cancelled_after_the_first_chunk(api, monkeypatch, pool, lambda job, pk: job_cancel(job=job))
+        assert operation.status == "failed"
+        assert operation.message.startswith(f"Import #{operation.import_job_id} of the codes was cancelled")
+        assert operation.succeeded == Coupon.objects.filter(pool=pool).count() > 0
 
     @pytest.mark.django_db(transaction=True)
     def test_with_the_broker_down_the_answer_says_it_is_queued(self, api, monkeypatch):
@@ -651,26 +667,6 @@ class TestBulkAddRuns:
         response = api.post(f"/api/v1/bulk-operation/coupons/{PoolFactory().pk}/add", {"coupons": ["BD-1"]}, format="json")
         assert response.status_code == 202
         assert (response.json()["status"], response.json()["message"]) == ("queued", engine.QUEUE_UNREACHABLE)
-
-    def test_an_import_cancelled_on_its_own_fails_its_operation_saying_so(self, api, monkeypatch):
-        from coupons.jobs.engine import job_cancel
-        from imports import services as import_services
-
-        monkeypatch.setattr(import_services, "CHUNK", 2)
-        pool = PoolFactory()
-        operation = self.start(api, pool, [f"OW-{n}" for n in range(6)])
-        real = import_services._import_chunk
-
-        def the_import_cancelled_from_the_jobs_page(job, *args, **kwargs):
-            counts = real(job, *args, **kwargs)
-            if job.cursor == 0:
-                job_cancel(job=job)
-            return counts
-
-        monkeypatch.setattr(import_services, "_import_chunk", the_import_cancelled_from_the_jobs_page)
-        operation = job_execute(kind="api_bulk", job_id=operation.pk)
-        assert operation.status == "failed" and operation.message.startswith(f"Import #{operation.import_job_id} of the codes was cancelled")
-        assert operation.succeeded == Coupon.objects.filter(pool=pool).count() > 0
 
     def test_a_retry_takes_back_the_import_it_left_running_when_the_database_went_away(self, api, monkeypatch):
         from django.db import OperationalError
