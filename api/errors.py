@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_handler
+
+from couponsite.middleware import error_body
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +51,13 @@ def _first_message(detail) -> str:
     return str(detail)
 
 
-def error_body(type: str, code: str, message: str, details=None) -> dict:
-    error = {"type": type, "code": code, "message": message}
-    if details:
-        error["details"] = details
-    return {"status": "error", "error": error}
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, Http404):
+    if isinstance(exc, RequestDataTooBig):
+        exc = ApiError(f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes.",
+                       code="body_too_large", status_code=413)
+    elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
@@ -74,10 +77,9 @@ def exception_handler(exc, context):
     return response
 
 
+@csrf_exempt  # an API client has no CSRF token: any method on an unknown URL is a JSON 404
 def not_found_view(request, exception=None):
     """404 for unknown /api/ URLs, in the API's error format."""
-    from django.http import JsonResponse
-
     return JsonResponse(error_body("not_found", "not_found", "No such endpoint."), status=status.HTTP_404_NOT_FOUND)
 
 

@@ -153,17 +153,29 @@ class EventOutcome:
     results: list[EventResult] = field(default_factory=list)
 
 
+@transaction.atomic
 def event_record(*, api_key: ApiKey, customer_id: str, action: str, data: dict) -> EventOutcome:
+    """A redeem or checkout event. A customer seen here first is created only if the
+    event changes something for them: a refusal changes nothing, not even that."""
     customer = customer_get_or_create(customer_id)
     actor = actor_of(api_key)
     if action == "coupon_redeem":
         coupon = coupon_for_key(api_key, data["code"], customer)
         coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, amount=data.get("amount"), customer=customer)
         return EventOutcome(action, results=[EventResult(coupon.code, "redeemed", coupon=coupon)])
-    # checkout: redeems the named coupons only when auto redeem is on, and only as the
-    # basket allows (the same checks as validate); gift cards pay what is left to pay.
+    outcome = _checkout(api_key, customer, actor, data)
+    if not any(result.result == "redeemed" for result in outcome.results):
+        transaction.set_rollback(True)  # nothing redeemed: no new customer either
+    return outcome
+
+
+def _checkout(api_key: ApiKey, customer: Customer, actor: Actor, data: dict) -> EventOutcome:
+    """Redeem the named coupons only when auto redeem is on, and only as the basket
+    allows (the same checks as validate); gift cards pay what is left to pay, taken
+    from their balance as it is under the coupon's lock (parallel checkouts of one card
+    pay exactly its balance between them)."""
     auto_redeem = ModuleSettings.load().auto_redeem
-    outcome = EventOutcome(action, auto_redeem=auto_redeem)
+    outcome = EventOutcome("checkout", auto_redeem=auto_redeem)
     left = data["total"]
     basket = {"customer": customer.external_id, **{k: data[k] for k in ("currency", "store", "products") if k in data}}
     for code in dict.fromkeys(data.get("coupons") or []):
@@ -175,16 +187,17 @@ def event_record(*, api_key: ApiKey, customer_id: str, action: str, data: dict) 
             check = coupon_check(coupon, {**basket, "total": left})
             if not check.valid:
                 raise CouponActionError(" ".join(message for _, message in check.reasons), code=check.reasons[0][0])
-            amount = None
-            if coupon.effective_terms.is_gift_card:
-                if check.discount <= 0:
-                    raise CouponActionError("Nothing is left to pay with this gift card.", code="nothing_to_pay")
-                amount = check.discount
-            coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, customer=customer, amount=amount)
+            gift_card = coupon.effective_terms.is_gift_card
+            if gift_card and left <= 0:
+                raise CouponActionError("Nothing is left to pay with this gift card.", code="nothing_to_pay")
+            coupon = coupon_services.coupon_redeem(
+                coupon=coupon, actor=actor, customer=customer, up_to=left if gift_card else None,
+            )
         except CouponActionError as exc:
             outcome.results.append(EventResult(code, "refused", str(exc)))
         else:
-            left = max(Decimal("0.00"), left - check.discount)
+            paid = coupon.redeemed_amount if gift_card else check.discount
+            left = max(Decimal("0.00"), left - paid)
             outcome.results.append(EventResult(code, "redeemed", coupon=coupon))
     return outcome
 

@@ -22,7 +22,7 @@ urlpatterns = [
     path("v1/bulk-operation/coupons/<int:batch_id>/status", views.BulkStatusView.as_view(), name="bulk_status"),
     path("v1/bulk-operation/coupons/<int:batch_id>/status/error", views.BulkErrorsView.as_view(), name="bulk_errors"),
     # After the status URLs: "status" is not an action.
-    path("v1/bulk-operation/coupons/<int:pool_id>/<str:action>", views.BulkOperationView.as_view(), name="bulk"),
+    path("v1/bulk-operation/coupons/<str:reference>/<str:action>", views.BulkOperationView.as_view(), name="bulk"),
     # Anything else under /api/: a JSON 404, not Django's HTML page.
     re_path(r"^.*$", not_found_view),
 ]

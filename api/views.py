@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -49,6 +51,9 @@ ERROR = inline_serializer(
 ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 502)}
 
 
+BROKEN_UTF8 = re.compile("%[89A-F][0-9A-F]")  # how Django re-escapes bytes that are not UTF-8
+
+
 def refused(exc: CouponActionError) -> ApiError:
     """A refused coupon action: 409, or 404 when the coupon does not exist, 502 for a
     remote system that failed."""
@@ -92,6 +97,17 @@ class Pages(CursorPagination):
     page_size = 100
     page_size_query_param = "limit"
     max_page_size = 1000
+
+    def get_page_size(self, request):
+        """``limit`` is a whole number from 1 to 1,000; anything else is a 400 (DRF would
+        quietly use the default)."""
+        limit = request.query_params.get(self.page_size_query_param)
+        if limit is None:
+            return self.page_size
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= self.max_page_size):
+            raise ApiError(f"limit must be a whole number from 1 to {self.max_page_size:,}; {limit[:20]!r} is not.",
+                           code="invalid_limit", type="validation_error")
+        return int(limit)
 
     def decode_cursor(self, request):
         try:
@@ -318,6 +334,10 @@ class CustomerView(KeyedView):
         customer_id = customer_id.strip()
         if not customer_id or len(customer_id) > 128:
             raise ApiError("A customer ID has 1 to 128 characters.", code="invalid", type="validation_error")
+        if BROKEN_UTF8.search(customer_id):
+            # Django hands bytes that are not UTF-8 on as their escapes ("%FF%FE"): such an
+            # ID would be created as that text.
+            raise ApiError("The customer ID in the address is not valid UTF-8.", code="invalid", type="validation_error")
         data = serializer.validated_data
         try:
             customer, created = services.customer_put(
@@ -337,11 +357,11 @@ class BulkOperationView(KeyedView):
         request=BulkRequestSerializer, responses={202: BulkStatusSerializer, **ERRORS},
         summary="Queue a bulk add, assign or unassign of up to 50,000 coupons", operation_id="bulk_create",
     )
-    def post(self, request, pool_id, action):
+    def post(self, request, reference, action):
         if action not in BulkOperation.Action.values:
             raise ApiError(f"Unknown bulk action {action!r}; use add, assign or unassign.", code="not_found",
                            type="not_found", status_code=404)
-        pool = self.pool_or_404(str(pool_id))
+        pool = self.pool_or_404(reference)
         serializer = BulkRequestSerializer(data=request.data, context={"action": action})
         serializer.is_valid(raise_exception=True)
         try:

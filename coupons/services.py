@@ -118,11 +118,14 @@ def allowed_actions(coupon: Coupon) -> list[str]:
 
 
 def _lock(coupon: Coupon) -> Coupon:
-    return (
-        Coupon.objects.select_for_update(of=("self",))
-        .select_related("pool", "terms__effective", "customer")
-        .get(pk=coupon.pk)
-    )
+    """The coupon's row locked, then read as it is now with what it points to.
+
+    Two reads, not one ``FOR UPDATE`` with joins: when another transaction changed the
+    row meanwhile, PostgreSQL re-checks only the locked row and keeps the joined rows of
+    its old version (a new holder came back as no holder at all).
+    """
+    Coupon.objects.select_for_update().filter(pk=coupon.pk).values_list("pk").get()
+    return Coupon.objects.select_related("pool", "terms__effective", "customer").get(pk=coupon.pk)
 
 
 _EVENT_INSERT = (
@@ -630,9 +633,12 @@ def coupon_expire(*, coupon: Coupon, actor: Actor) -> Coupon:
 
 @transaction.atomic
 def coupon_redeem(
-    *, coupon: Coupon, actor: Actor, amount: Decimal | None = None, customer: Customer | None = None
+    *, coupon: Coupon, actor: Actor, amount: Decimal | None = None, customer: Customer | None = None,
+    up_to: Decimal | None = None,
 ) -> Coupon:
-    """Redeem a coupon; a gift card uses ``amount`` of its balance (all of it if None).
+    """Redeem a coupon; a gift card uses ``amount`` of its balance (all of it if None), or
+    with ``up_to`` (a checkout's amount left to pay) as much of it as that, decided from
+    the balance under the lock. The gift card's ``redeemed_amount`` says what was taken.
 
     ``customer`` (API redeem events) lets an unassigned coupon of an uploaded pool be
     redeemed directly: it is assigned to that customer at the same time.
@@ -653,6 +659,8 @@ def coupon_redeem(
             f"The coupon belongs to another customer than {customer.external_id}.", code="wrong_customer"
         )
     if terms.is_gift_card:
+        if up_to is not None:
+            amount = min(Decimal(up_to), coupon.current_balance)
         return _redeem_gift_card(coupon, terms, actor, amount, now)
     if amount is not None:
         raise CouponActionError("Only gift cards are redeemed with an amount.", code="amount_not_allowed")
@@ -685,6 +693,7 @@ def _redeem_gift_card(coupon: Coupon, terms, actor: Actor, amount, now) -> Coupo
     GiftCardRedemption.objects.create(
         coupon=coupon, amount=amount, balance_before=balance, status_before=coupon.status
     )
+    coupon.redeemed_amount = amount
     coupon.balance = balance - amount
     coupon.usages += 1
     if coupon.balance == 0:
