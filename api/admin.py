@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from couponsite.admin import ReadOnlyAdmin
+from couponsite.admin import ScopedReadOnlyAdmin
+from pools.access import pool_scoped
 
 from .auth import hash_key, new_key
 from .models import ApiKey, BulkOperation, BulkOperationError
@@ -57,7 +58,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(BulkOperation)
-class BulkOperationAdmin(ReadOnlyAdmin):
+class BulkOperationAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(pool_scoped)
     list_display = ("id", "pool", "action", "status", "total", "succeeded", "failed", "created_at")
     list_filter = ("action", "status")
     exclude = ("items",)
@@ -67,6 +69,7 @@ class BulkOperationAdmin(ReadOnlyAdmin):
 
 
 @admin.register(BulkOperationError)
-class BulkOperationErrorAdmin(ReadOnlyAdmin):
+class BulkOperationErrorAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(lambda user: pool_scoped(user, "operation__pool"))
     list_display = ("operation", "index", "code", "error_code", "message")
     raw_id_fields = ("operation",)

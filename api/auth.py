@@ -7,7 +7,6 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from django.db.models import Exists, Q
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
@@ -75,17 +74,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 class HasApiKey(permissions.BasePermission):
     def has_permission(self, request, view):
         return isinstance(request.user, ApiKey)
-
-
-def pool_visibility_for_key(api_key: ApiKey) -> Q:
-    """A key limited to groups sees only those groups' pools; otherwise every pool.
-
-    One condition inside the pool query (no query of its own): it runs on every request.
-    """
-    if getattr(api_key, "has_groups", True) is False:  # known from the authentication query
-        return Q()
-    groups = ApiKey.groups.through.objects.filter(apikey_id=api_key.pk)
-    return ~Exists(groups) | Q(user_group__in=groups.values("group_id"))
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

@@ -34,9 +34,10 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
-    # DRF treats the authenticated principal as request.user.
+    # DRF treats the authenticated principal as request.user; pools.access tells it from a user.
     is_authenticated = True
     is_anonymous = False
+    is_api_key = True
 
     @property
     def is_active(self) -> bool:

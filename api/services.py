@@ -13,7 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from coupons import services as coupon_services
@@ -28,6 +28,7 @@ from coupons.jobs.engine import (
     job_is_stale,
 )
 from coupons.jobs.registry import JobKind, register
+from coupons.access import customer_visible
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
@@ -36,9 +37,10 @@ from imports.models import ImportJob, JobStatus, RowOutcome
 from imports.parsing import FileProblem, Options
 from imports.services import IMPORT, ImportRefused, import_resume, import_start, import_upload, job_options
 from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
+from pools.access import pool_sql, pools_visible
 from pools.selectors import terms_get
 
-from .auth import hash_key, new_key, pool_visibility_for_key
+from .auth import hash_key, new_key
 from .models import ApiKey, BulkOperation, BulkOperationError
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
 
 
 def pools_for_key(api_key: ApiKey):
-    return CouponPool.objects.filter(pool_visibility_for_key(api_key)).select_related("current_terms")
+    return pools_visible(api_key).select_related("current_terms")
 
 
 def pool_for_key(api_key: ApiKey, reference: str) -> CouponPool | None:
@@ -82,9 +84,8 @@ def pool_for_key(api_key: ApiKey, reference: str) -> CouponPool | None:
     Raw queries: every claim runs this, and the ORM's query building cost more than the
     database did.
     """
-    visible, params = "", []
-    if getattr(api_key, "has_groups", True):
-        visible, params = " AND user_group_id IN (SELECT group_id FROM api_apikey_groups WHERE apikey_id = %s)", [api_key.pk]
+    visible, params = pool_sql(api_key)
+    visible = f" AND {visible}" if visible else ""
     pool, select = None, f"SELECT {select_list(CouponPool)} FROM pools_couponpool"
     if reference.isascii() and reference.isdigit() and int(reference) < 2**63:
         pool = fetch_instance(CouponPool, f"{select} WHERE id = %s{visible}", [int(reference), *params])
@@ -117,9 +118,13 @@ def coupon_for_key(api_key: ApiKey, code: str, customer: Customer | None = None)
     return found[0]
 
 
-def customer_put(*, external_id: str, email: str | None, currency: str | None) -> tuple[Customer, bool]:
+def customer_put(*, api_key: ApiKey, external_id: str, email: str | None, currency: str | None) -> tuple[Customer, bool]:
+    """Create the customer, or update one the key may see (``coupons.access``); another
+    group's customer is "not found", with nothing of it in the answer."""
     with transaction.atomic():
         customer = Customer.objects.select_for_update().filter(external_id=external_id).first()
+        if customer is not None and not customer_visible(api_key, customer):
+            raise CouponActionError(f"No customer has the ID {external_id!r}.", code="customer_not_found")
         created = customer is None
         if created:
             customer = Customer(external_id=external_id)

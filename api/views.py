@@ -57,7 +57,7 @@ BROKEN_UTF8 = re.compile("%[89A-F][0-9A-F]")  # how Django re-escapes bytes that
 def refused(exc: CouponActionError) -> ApiError:
     """A refused coupon action: 409, or 404 when the coupon does not exist, 502 for a
     remote system that failed."""
-    if exc.code in ("coupon_not_found",):
+    if exc.code in ("coupon_not_found", "customer_not_found"):
         return ApiError(str(exc), code=exc.code, type="not_found", status_code=404)
     if exc.code.startswith("remote_"):
         return ApiError(str(exc), code=exc.code, type="remote_error", status_code=502)
@@ -341,7 +341,7 @@ class CustomerView(KeyedView):
         data = serializer.validated_data
         try:
             customer, created = services.customer_put(
-                external_id=customer_id, email=data.get("email"), currency=data.get("currency")
+                api_key=request.user, external_id=customer_id, email=data.get("email"), currency=data.get("currency")
             )
         except CouponActionError as exc:
             raise refused(exc) from None

@@ -1,13 +1,15 @@
 from django.contrib import admin
 
-from couponsite.admin import EstimatedCountPaginator, ReadOnlyAdmin
-from pools.selectors import pool_visibility_filter
+from couponsite.admin import EstimatedCountPaginator, ScopedAdmin, ScopedReadOnlyAdmin
+from pools.access import pool_scoped
 
+from .access import visible_customers, visible_events
 from .models import Coupon, CouponJob, Customer, CustomerEvent, ExportJob, GenerationBatch, GiftCardRedemption
 
 
 @admin.register(Coupon)
-class CouponAdmin(ReadOnlyAdmin):
+class CouponAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(pool_scoped)
     list_display = ("code", "pool", "status", "customer", "claimed_at", "expires_at", "usages")
     list_select_related = ("pool", "customer")
     search_fields = ("=code",)
@@ -15,16 +17,10 @@ class CouponAdmin(ReadOnlyAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).filter(
-            pool__in=self.model._meta.get_field("pool").related_model.objects.filter(
-                pool_visibility_filter(request.user)
-            )
-        )
-
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(ScopedAdmin):
+    scope = staticmethod(visible_customers)
     list_display = ("external_id", "email", "currency", "created_at")
     search_fields = ("=external_id", "email")
     paginator = EstimatedCountPaginator
@@ -35,7 +31,8 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(CustomerEvent)
-class CustomerEventAdmin(ReadOnlyAdmin):
+class CustomerEventAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(visible_events)
     list_display = ("created_at", "action", "customer", "coupon", "actor_kind", "actor_label")
     list_select_related = ("customer", "coupon")
     raw_id_fields = ("customer", "coupon", "pool", "actor_user")
@@ -44,24 +41,28 @@ class CustomerEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(GiftCardRedemption)
-class GiftCardRedemptionAdmin(ReadOnlyAdmin):
+class GiftCardRedemptionAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(lambda user: pool_scoped(user, "coupon__pool"))
     list_display = ("coupon", "amount", "balance_before", "created_at", "reversed_at")
     raw_id_fields = ("coupon",)
 
 
 @admin.register(CouponJob)
-class CouponJobAdmin(ReadOnlyAdmin):
+class CouponJobAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(pool_scoped)
     list_display = ("id", "kind", "pool", "status", "processed", "total", "applied", "created_at", "finished_at")
     list_filter = ("kind", "status")
 
 
 @admin.register(GenerationBatch)
-class GenerationBatchAdmin(ReadOnlyAdmin):
+class GenerationBatchAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(pool_scoped)
     list_display = ("id", "pool", "total", "processed", "status", "created_by", "created_at", "finished_at")
     list_filter = ("status",)
 
 
 @admin.register(ExportJob)
-class ExportJobAdmin(ReadOnlyAdmin):
+class ExportJobAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(pool_scoped)
     list_display = ("id", "pool", "status", "processed", "total", "compress", "created_by", "created_at", "expires_at")
     list_filter = ("status",)

@@ -18,7 +18,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from pools.models import CouponPool
-from pools.selectors import pool_visibility_filter
+from .access import visible_coupons, visible_customers, visible_events
 
 from .models import Coupon, CouponStatus, Customer, CustomerEvent, EventAction
 
@@ -133,7 +133,7 @@ def keyset_page(queryset: QuerySet, *, after: int | None, before: int | None, si
 def coupon_get_visible(*, user, pk: int) -> Coupon:
     from django.shortcuts import get_object_or_404
 
-    visible = Coupon.objects.filter(pool__in=CouponPool.objects.filter(pool_visibility_filter(user)))
+    visible = Coupon.objects.filter(visible_coupons(user))
     return get_object_or_404(visible.select_related("pool", "customer", "terms__effective"), pk=pk)
 
 
@@ -175,28 +175,32 @@ def pool_daily_activity(*, pool: CouponPool, days: int = 30) -> dict:
 # --- customers -------------------------------------------------------------------
 
 
-def customers_search(*, text: str) -> QuerySet[Customer]:
-    customers = Customer.objects.order_by("-id")
+def customers_search(*, text: str, user) -> QuerySet[Customer]:
+    """The customers the user may see (``coupons.access``), by ID (or its start) or email."""
+    customers = Customer.objects.filter(visible_customers(user)).order_by("-id")
     text = (text or "").strip()
     if text:
         customers = customers.filter(Q(external_id__startswith=text) | Q(email__iexact=text))
     return customers
 
 
+def customer_get_visible(*, user, pk: int) -> Customer:
+    from django.shortcuts import get_object_or_404
+
+    return get_object_or_404(Customer.objects.filter(visible_customers(user)), pk=pk)
+
+
 def customer_coupons_visible(*, customer: Customer, user) -> QuerySet[Coupon]:
     return (
-        Coupon.objects.filter(customer=customer)
-        .filter(pool__in=CouponPool.objects.filter(pool_visibility_filter(user)))
+        Coupon.objects.filter(customer=customer).filter(visible_coupons(user))
         .select_related("pool", "terms__effective")
         .order_by("-id")
     )
 
 
 def customer_events_visible(*, customer: Customer, user) -> QuerySet[CustomerEvent]:
-    visible_pools = CouponPool.objects.filter(pool_visibility_filter(user))
     return (
-        CustomerEvent.objects.filter(customer=customer)
-        .filter(Q(pool__isnull=True) | Q(pool__in=visible_pools))
+        CustomerEvent.objects.filter(customer=customer).filter(visible_events(user))
         .select_related("coupon", "pool", "actor_user")
         .order_by("-id")
     )

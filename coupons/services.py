@@ -30,7 +30,6 @@ from .models import (
     Coupon,
     CouponStatus,
     Customer,
-    CustomerEvent,
     EventAction,
     GiftCardRedemption,
 )

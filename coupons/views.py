@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponseBadRequest, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views import View
@@ -23,7 +23,7 @@ from .forms import AssignForm, GenerationForm, GiftCardRedeemForm, TransferForm
 from .generation import GenerationError, generation_start, pool_generation_capacity
 from .jobs.selectors import job_get_visible, live_jobs
 from .jobs.views import JobFragmentView, next_url, say_queued
-from .models import CouponStatus, Customer
+from .models import CouponStatus
 from .services import Actor, CouponActionError
 from .tables import CouponTable, CustomerCouponTable, CustomerTable
 
@@ -319,7 +319,7 @@ class CustomerListView(SingleTableMixin, TemplateView):
     table_pagination = False
 
     def get_table_data(self):
-        customers = selectors.customers_search(text=self.request.GET.get("q", ""))
+        customers = selectors.customers_search(text=self.request.GET.get("q", ""), user=self.request.user)
         self.page = selectors.keyset_page(
             customers, after=_int_param(self.request, "after"), before=_int_param(self.request, "before"), size=PAGE_SIZE
         )
@@ -337,8 +337,8 @@ class CustomerDetailView(TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        customer = get_object_or_404(Customer, pk=kwargs["pk"])
         user = self.request.user
+        customer = selectors.customer_get_visible(user=user, pk=kwargs["pk"])
         coupons = selectors.keyset_page(
             selectors.customer_coupons_visible(customer=customer, user=user),
             after=_int_param(self.request, "after"), before=None, size=PAGE_SIZE,
@@ -362,7 +362,7 @@ class CustomerAssignView(PermissionRequiredMixin, View):
     permission_required = "coupons.change_coupon"
 
     def post(self, request, pk):
-        customer = get_object_or_404(Customer, pk=pk)
+        customer = selectors.customer_get_visible(user=request.user, pk=pk)
         form = AssignForm(request.POST, pools=pool_list_visible(user=request.user))
         if not form.is_valid():
             messages.error(request, "Choose a coupon pool.")

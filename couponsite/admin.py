@@ -26,3 +26,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class ScopedAdmin(admin.ModelAdmin):
+    """Non-superuser staff list, open and pick only what the access policy lets them
+    see (``pools.access``, ``coupons.access``): ``scope(user)`` is the condition on this
+    model's rows; other groups' rows are as if they did not exist (404 on their pages)."""
+
+    scope = None  # staticmethod(user -> Q)
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        return rows if self.scope is None else rows.filter(self.scope(request.user))
+
+
+class ScopedReadOnlyAdmin(ScopedAdmin, ReadOnlyAdmin):
+    pass

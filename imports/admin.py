@@ -1,12 +1,15 @@
 from django.contrib import admin
+from django.db.models import Q
 
-from couponsite.admin import EstimatedCountPaginator, ReadOnlyAdmin
+from coupons.jobs.selectors import job_visibility
+from couponsite.admin import EstimatedCountPaginator, ScopedReadOnlyAdmin
 
 from .models import ImportJob, ImportRejection
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(ReadOnlyAdmin):
+class ImportJobAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(lambda user: job_visibility(ImportJob, user))
     list_display = ("id", "original_name", "pool", "status", "total", "created", "duplicates_in_file",
                     "existing", "invalid", "created_by", "created_at")
     list_filter = ("status",)
@@ -15,7 +18,8 @@ class ImportJobAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ImportRejection)
-class ImportRejectionAdmin(ReadOnlyAdmin):
+class ImportRejectionAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(lambda user: Q(job__in=ImportJob.objects.filter(job_visibility(ImportJob, user))))
     list_display = ("job", "row", "outcome", "code", "reason")
     list_filter = ("outcome",)
     raw_id_fields = ("job",)

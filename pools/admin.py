@@ -1,9 +1,9 @@
 from django.contrib import admin
 
-from couponsite.admin import ReadOnlyAdmin
+from couponsite.admin import ScopedReadOnlyAdmin
 
+from .access import pool_scoped, visible_pools
 from .models import CouponPool, CouponTerms, ModuleSettings, Product, Store
-from .selectors import pool_visibility_filter
 from .services import pool_terms_sync
 
 
@@ -29,7 +29,7 @@ class CouponPoolAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # Staff users outside a pool's group must not see it here either.
-        return super().get_queryset(request).filter(pool_visibility_filter(request.user))
+        return super().get_queryset(request).filter(visible_pools(request.user))
 
     def has_delete_permission(self, request, obj=None):
         return False
@@ -70,6 +70,7 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(CouponTerms)
-class CouponTermsAdmin(ReadOnlyAdmin):
+class CouponTermsAdmin(ScopedReadOnlyAdmin):
+    scope = staticmethod(pool_scoped)
     list_display = ("pool", "version", "effective", "coupon_type", "value", "currency", "created_at")
     list_filter = ("coupon_type",)

@@ -5,6 +5,7 @@ import copy
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
+from .access import pools_visible
 from .models import CouponPool, CouponTerms
 
 _TERMS: dict[int, CouponTerms] = {}
@@ -28,15 +29,9 @@ def terms_get(pk: int, *, pool_id: int, version: int | None = None) -> CouponTer
     return copy.copy(terms)
 
 
-def pool_visibility_filter(user) -> Q:
-    """Pools without a user group, or with one of the user's groups; superusers see all."""
-    if user.is_superuser:
-        return Q()
-    return Q(user_group__isnull=True) | Q(user_group__in=user.groups.all())
-
-
 def pool_list_visible(*, user) -> QuerySet[CouponPool]:
-    return CouponPool.objects.filter(pool_visibility_filter(user)).select_related("user_group")
+    """The pools the user may see (``pools.access``)."""
+    return pools_visible(user).select_related("user_group")
 
 
 def pool_get_visible(*, user, pk: int) -> CouponPool:

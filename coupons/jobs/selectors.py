@@ -14,17 +14,16 @@ from django.db.models import Q, QuerySet, Value
 from django.db.models.fields import CharField
 from django.http import Http404
 
-from pools.models import CouponPool
-from pools.selectors import pool_visibility_filter
+from pools.access import is_unrestricted, pools_visible
 
 from .base import LIVE, Job
 from .registry import JobKind, kind_named, kinds
 
 
 def job_visibility(model: type[Job], user) -> Q:
-    if user.is_superuser:
+    if is_unrestricted(user):
         return Q()
-    visible = Q(pool__in=CouponPool.objects.filter(pool_visibility_filter(user)))
+    visible = Q(pool__in=pools_visible(user))
     if model._meta.get_field("pool").null:
         visible |= Q(pool__isnull=True, created_by=user)
     return visible
