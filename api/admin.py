@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -6,7 +7,8 @@ from couponsite.admin import ScopedReadOnlyAdmin
 from pools.access import pool_scoped
 
 from .auth import hash_key, new_key
-from .models import ApiKey, BulkOperation, BulkOperationError
+from .models import ApiKey, BulkOperation, BulkOperationError, LookupLockout
+from .ui import keys_manageable
 
 
 @admin.register(ApiKey)
@@ -20,8 +22,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     def get_queryset(self, request):
-        from .ui import keys_manageable
-
         return keys_manageable(request.user)
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
@@ -73,3 +73,15 @@ class BulkOperationErrorAdmin(ScopedReadOnlyAdmin):
     scope = staticmethod(lambda user: pool_scoped(user, "operation__pool"))
     list_display = ("operation", "index", "code", "error_code", "message")
     raw_id_fields = ("operation",)
+
+
+@admin.register(LookupLockout)
+class LookupLockoutAdmin(ScopedReadOnlyAdmin):
+    """Keys and customers locked out of code lookups (guessing), newest first."""
+
+    scope = staticmethod(lambda user: Q(api_key__in=keys_manageable(user)))
+
+    list_display = ("created_at", "scope", "api_key", "customer", "failures", "until")
+    list_filter = ("scope",)
+    list_select_related = ("api_key",)
+    search_fields = ("customer", "api_key__name", "api_key__prefix")

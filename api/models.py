@@ -84,3 +84,26 @@ class BulkOperationError(models.Model):
 
     class Meta:
         ordering = ["index"]
+
+
+class LookupLockout(models.Model):
+    """A key, or a customer through a key, locked out of code lookups after too many
+    failed ones (``api.limits``): guessing codes."""
+
+    class Scope(models.TextChoices):
+        KEY = "key", "API key"
+        CUSTOMER = "customer", "Customer"
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    customer = models.CharField(max_length=128, blank=True)  # the customer's ID, when scope is customer
+    failures = models.PositiveIntegerField()  # the budget that was used up
+    until = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name = "code lookup lock-out"
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} locked out until {self.until:%Y-%m-%d %H:%M}"

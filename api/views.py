@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -20,7 +22,7 @@ from coupons.selectors import code_q
 from coupons.services import CouponActionError
 from pools.services import UpdateMethod, pool_create, pool_update
 
-from . import services
+from . import limits, services
 from .errors import ApiError
 from .models import BulkOperation
 from .serializers import (
@@ -54,6 +56,39 @@ ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 502
 BROKEN_UTF8 = re.compile("%[89A-F][0-9A-F]")  # how Django re-escapes bytes that are not UTF-8
 
 
+def client_ip(request) -> str:
+    """The client's address: behind ``TRUSTED_PROXIES`` proxies, the address the
+    outermost of them saw (from X-Forwarded-For); else the connection's."""
+    proxies = settings.TRUSTED_PROXIES
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies and forwarded:
+        return forwarded[-min(proxies, len(forwarded))]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+class _Lookup:
+    """``with view.lookup(customer) as lookup:`` (see ``KeyedView.lookup``)."""
+
+    def __init__(self, api_key, customer: str):
+        self.api_key, self.customer = api_key, customer
+
+    def __enter__(self):
+        limits.lookup_guard(api_key=self.api_key, customer=self.customer)
+        return self
+
+    def failed(self) -> None:
+        limits.lookup_failed(api_key=self.api_key, customer=self.customer)
+
+    def __exit__(self, kind, exc, traceback):
+        if isinstance(exc, CouponActionError) and exc.code not in LOOKUP_NEUTRAL:
+            self.failed()
+        return False
+
+
+# Refusals that do not tell whether a code exists: not counted as failed lookups.
+LOOKUP_NEUTRAL = {"customer_required", "amount_invalid", "amount_not_allowed", "coupon_ambiguous"}
+
+
 def refused(exc: CouponActionError) -> ApiError:
     """A refused coupon action: 409, or 404 when the coupon does not exist, 502 for a
     remote system that failed."""
@@ -73,11 +108,30 @@ def model_errors(exc: DjangoValidationError) -> ApiError:
 
 
 class KeyedView(APIView):
+    """Every endpoint: the key, the request limits (``api.limits``) and their headers."""
+
+    budget = None
+
     def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        values = [*map(str, kwargs.values()), *request.query_params.values()]
-        if any("\x00" in value for value in values):
-            raise ApiError("NUL characters are not allowed in URLs.", code="invalid", type="validation_error")
+        try:
+            super().initial(request, *args, **kwargs)
+        except (AuthenticationFailed, NotAuthenticated):
+            limits.request_limits(ip=client_ip(request))  # guessing keys counts against the address
+            raise
+        self.budget = limits.request_limits(ip=client_ip(request), api_key=request.user)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self.budget is not None:
+            response["X-RateLimit-Limit"] = str(self.budget.limit)
+            response["X-RateLimit-Remaining"] = str(max(0, self.budget.remaining))
+            response["X-RateLimit-Reset"] = str(math.ceil(self.budget.reset))
+        return response
+
+    def lookup(self, customer: str = ""):
+        """Around a code lookup: refused while the key or customer is locked out; a
+        failed lookup (``CouponActionError``, or ``failed()``) counts against them."""
+        return _Lookup(self.request.user, (customer or "").strip())
 
     def pool_or_404(self, reference: str):
         pool = services.pool_for_key(self.request.user, reference)
@@ -264,9 +318,11 @@ CUSTOMER_PARAM = OpenApiParameter("customer", str, description="Whose coupon, fo
 class CouponDetailView(KeyedView):
     @extend_schema(parameters=[CUSTOMER_PARAM], responses={200: CouponSerializer, **ERRORS}, summary="One coupon by code", operation_id="coupons_retrieve")
     def get(self, request, code):
-        customer = Customer.objects.filter(external_id=request.query_params.get("customer", "")).first()
+        customer_id = request.query_params.get("customer", "")
         try:
-            coupon = services.coupon_for_key(request.user, code, customer)
+            with self.lookup(customer_id):
+                customer = Customer.objects.filter(external_id=customer_id.strip()).first() if customer_id else None
+                coupon = services.coupon_for_key(request.user, code, customer)
         except CouponActionError as exc:
             raise refused(exc) from None
         return Response(CouponSerializer(coupon).data)
@@ -279,7 +335,10 @@ class CouponValidateView(KeyedView):
         basket = BasketSerializer(data=request.data)
         basket.is_valid(raise_exception=True)
         try:
-            result = services.coupon_validate(api_key=request.user, code=code, basket=basket.validated_data)
+            with self.lookup(basket.validated_data.get("customer", "")) as lookup:
+                result = services.coupon_validate(api_key=request.user, code=code, basket=basket.validated_data)
+                if not result.valid:
+                    lookup.failed()  # a code that exists but cannot be used: guessed, perhaps
         except CouponActionError as exc:
             raise refused(exc) from None
         return Response({
@@ -308,9 +367,12 @@ class EventView(KeyedView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            outcome = services.event_record(
-                api_key=request.user, customer_id=data["customer"], action=data["action"], data=data["data"]
-            )
+            with self.lookup(data["customer"]) as lookup:
+                outcome = services.event_record(
+                    api_key=request.user, customer_id=data["customer"], action=data["action"], data=data["data"]
+                )
+                for _ in (r for r in outcome.results if r.result == "refused"):
+                    lookup.failed()
         except CouponActionError as exc:
             raise refused(exc) from None
         return Response({

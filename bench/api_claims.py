@@ -29,6 +29,8 @@ DATABASE = "coupons_bench_api"
 os.environ.update(
     DATABASE_URL=f"{SERVER}/{DATABASE}", SECRET_KEY="bench", DJANGO_SETTINGS_MODULE="couponsite.settings",
     LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost", CONN_MAX_AGE="600",
+    # The rate limits count in Redis, as in production (every request: one round trip).
+    CACHE_URL=os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13"),
 )
 
 from benchlib import copy_codes, fresh_database  # noqa: E402

@@ -6,6 +6,7 @@ so a laptop needs no services. Production sets DATABASE_URL, CELERY_BROKER_URL,
 SECRET_KEY, DEBUG=false and ALLOWED_HOSTS (see README).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "pools",
     "coupons",
     "imports",
@@ -58,7 +60,19 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+# Login lock-out (django-axes): LOGIN_FAILURE_LIMIT wrong passwords in a row for one
+# username from one address lock that pair out for LOGIN_LOCKOUT_MINUTES (a right
+# password does not get in meanwhile); a success resets the count.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXIES", default=0) or None
 
 ROOT_URLCONF = "couponsite.urls"
 WSGI_APPLICATION = "couponsite.wsgi.application"
@@ -128,6 +142,21 @@ DJANGO_TABLES2_TEMPLATE = "django_tables2/bootstrap5-responsive.html"
 # is about 11 MB); a larger one is a 413.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES  # DRF reads a JSON body through request.body
+# Rate limits of the API (api/limits.py), counted in the cache: requests per client
+# address and per API key over the whole API, and failed code lookups (validate, a
+# coupon by code, a refused redeem or checkout) per key and per customer, after which
+# the key (or customer) is locked out of code lookups for API_LOOKUP_LOCKOUT_SECONDS.
+API_RATE_PER_IP = env.str("API_RATE_PER_IP", default="120000/m")
+API_RATE_PER_KEY = env.str("API_RATE_PER_KEY", default="60000/m")
+API_LOOKUP_FAILURES_PER_KEY = env.str("API_LOOKUP_FAILURES_PER_KEY", default="30/10m")
+API_LOOKUP_FAILURES_PER_CUSTOMER = env.str("API_LOOKUP_FAILURES_PER_CUSTOMER", default="10/10m")
+API_LOOKUP_LOCKOUT_SECONDS = env.int("API_LOOKUP_LOCKOUT_SECONDS", default=600)
+# Proxies in front of the application whose X-Forwarded-For is trusted (0: none; the
+# client's address is then the connection's).
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
+# The cache: the rate limits' counters. Local memory on the embedded default (one
+# process counts for itself); Redis in production, shared by every web process.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.auth.ApiKeyAuthentication"],

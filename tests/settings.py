@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/coupons")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/14")  # the rate limits' counters, on the real Redis
 os.environ.setdefault("SECRET_KEY", "test-secret-key")
 
 from couponsite.settings import *  # noqa: E402,F403

@@ -1,0 +1,172 @@
+"""Rate limits of the API, counted in Django's cache (Redis in production, local memory
+on the embedded default), every number a setting:
+
+- ``API_RATE_PER_KEY`` and ``API_RATE_PER_IP``: requests over the whole API, in fixed
+  windows (one counter per key or client address and window, one round trip a request);
+- ``API_LOOKUP_FAILURES_PER_KEY`` and ``..._PER_CUSTOMER``: failed code lookups
+  (validate, a coupon by code, a redeem or checkout of an unknown or unusable code), a
+  much tighter budget against guessing; when one is used up, the key (or the customer)
+  is locked out of code lookups for ``API_LOOKUP_LOCKOUT_SECONDS``. Lock-outs are logged
+  and kept as ``LookupLockout`` rows for the administrators.
+
+A limited request is a 429 in the error envelope, with ``Retry-After``; every answer
+carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` of the request limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
+from django.utils import timezone
+
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """``"600/m"``, ``"60/10m"``: ``count`` requests per ``seconds``."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*", text)
+        if not match:
+            raise ValueError(f"A rate is written like 600/m or 60/10m, not {text!r}.")
+        count, many, unit = match.groups()
+        return cls(int(count), int(many or 1) * UNITS[unit])
+
+
+class RateLimited(ApiError):
+    def __init__(self, message: str, *, wait: float, code: str = "rate_limited"):
+        super().__init__(message, code=code, type="rate_limited", status_code=429)
+        self.wait = max(1, math.ceil(wait))  # DRF's handler sends it as Retry-After
+
+
+def _count(keys: list[tuple[str, int]]) -> list[int]:
+    """Add one to each counter (``(key, lifetime in seconds)``); their new values."""
+    if isinstance(cache, RedisCache) or isinstance(getattr(cache, "_wrapped", None), RedisCache):
+        backend = getattr(cache, "_wrapped", cache)
+        client = backend._cache.get_client(write=True)
+        names = [backend.make_and_validate_key(key) for key, _ in keys]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.incr(name)
+        counts = pipe.execute()
+        fresh = [(name, ttl) for name, (_, ttl), value in zip(names, keys, counts, strict=True) if value == 1]
+        if fresh:  # the first request of a window gives its counter a lifetime
+            pipe = client.pipeline(transaction=False)
+            for name, ttl in fresh:
+                pipe.expire(name, ttl)
+            pipe.execute()
+        return counts
+    counts = []
+    for key, ttl in keys:
+        cache.add(key, 0, ttl)
+        try:
+            counts.append(cache.incr(key))
+        except ValueError:  # expired between the two calls
+            cache.set(key, 1, ttl)
+            counts.append(1)
+    return counts
+
+
+def _window(rate: Rate, now: float) -> tuple[int, float]:
+    """The current window's number and the seconds until it ends."""
+    number = int(now // rate.seconds)
+    return number, (number + 1) * rate.seconds - now
+
+
+@dataclass
+class Budget:
+    limit: int
+    remaining: int
+    reset: float  # seconds
+
+
+def request_limits(*, ip: str, api_key=None) -> Budget:
+    """Count this request against the address's and the key's limits; the tightest
+    budget left, or ``RateLimited``."""
+    now = time.time()
+    checks = [(Rate.parse(settings.API_RATE_PER_IP), f"ip:{ip}")]
+    if api_key is not None:
+        checks.append((Rate.parse(settings.API_RATE_PER_KEY), f"key:{api_key.pk}"))
+    windows = [_window(rate, now) for rate, _ in checks]
+    counts = _count([(f"rl:{name}:{number}", rate.seconds + 1) for (rate, name), (number, _) in zip(checks, windows, strict=True)])
+    budgets = []
+    for (rate, name), (_, reset), count in zip(checks, windows, counts, strict=True):
+        if count > rate.count:
+            who = "this API key" if name.startswith("key") else "this address"
+            raise RateLimited(f"Too many requests from {who}: at most {rate.count:,} per {_period(rate)}. "
+                              f"Try again in {math.ceil(reset)} s.", wait=reset)
+        budgets.append(Budget(rate.count, rate.count - count, reset))
+    return min(budgets, key=lambda budget: budget.remaining)
+
+
+def _period(rate: Rate) -> str:
+    for unit, seconds in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if rate.seconds % seconds == 0:
+            many = rate.seconds // seconds
+            return unit if many == 1 else f"{many} {unit}s"
+    return f"{rate.seconds} s"
+
+
+# --- failed code lookups ----------------------------------------------------------------
+
+
+def _ident(ident) -> str:
+    """A customer ID as a cache key's part: any text, so a digest of it."""
+    return hashlib.sha256(str(ident).encode()).hexdigest()[:32]
+
+
+def _lock_key(scope: str, ident) -> str:
+    return f"lookup-lock:{scope}:{_ident(ident)}"
+
+
+def lookup_guard(*, api_key, customer: str = "") -> None:
+    """Before a code lookup: refused while the key or the customer is locked out."""
+    keys = {_lock_key("key", api_key.pk): "This API key", **({_lock_key("customer", customer): "This customer"} if customer else {})}
+    locked = cache.get_many(list(keys))
+    for key, until in locked.items():
+        moment = timezone.localtime(datetime.fromtimestamp(until, tz=UTC))
+        raise RateLimited(f"{keys[key]} made too many failed code lookups; code lookups are refused until "
+                          f"{moment:%H:%M:%S} ({timezone.get_current_timezone_name()}).",
+                          wait=until - time.time(), code="lookup_locked")
+
+
+def lookup_failed(*, api_key, customer: str = "") -> None:
+    """After a failed code lookup: counted; a used-up budget locks the key (or the
+    customer) out of code lookups."""
+    now = time.time()
+    checks = [("key", api_key.pk, Rate.parse(settings.API_LOOKUP_FAILURES_PER_KEY))]
+    if customer:
+        checks.append(("customer", customer, Rate.parse(settings.API_LOOKUP_FAILURES_PER_CUSTOMER)))
+    counts = _count([(f"lookup-fail:{scope}:{_ident(ident)}:{_window(rate, now)[0]}", rate.seconds + 1)
+                     for scope, ident, rate in checks])
+    for (scope, ident, rate), count in zip(checks, counts, strict=True):
+        if count == rate.count + 1:  # the first failure over the budget locks, once
+            _lock_out(scope, ident, api_key, rate, now)
+
+
+def _lock_out(scope: str, ident, api_key, rate: Rate, now: float) -> None:
+    from .models import LookupLockout
+
+    seconds = settings.API_LOOKUP_LOCKOUT_SECONDS
+    cache.set(_lock_key(scope, ident), now + seconds, seconds)
+    until = timezone.now() + timedelta(seconds=seconds)
+    LookupLockout.objects.create(api_key=api_key, customer=str(ident) if scope == "customer" else "",
+                                 scope=scope, failures=rate.count, until=until)
+    log.warning("Code lookups locked out for %s %s (API key %s): more than %s failures in %s s, until %s",
+                scope, ident, api_key.prefix, rate.count, rate.seconds, until.isoformat())
