@@ -15,16 +15,18 @@ carries ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` of the request limi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
@@ -32,6 +34,7 @@ from .errors import ApiError
 
 log = logging.getLogger(__name__)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_now = time.time  # the windows' clock (the tests stand it still)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Rate:
     seconds: int
 
     @classmethod
+    @functools.lru_cache(maxsize=64)
     def parse(cls, text: str) -> Rate:
         """``"600/m"``, ``"60/10m"``: ``count`` requests per ``seconds``."""
         match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*", text)
@@ -55,17 +59,18 @@ class RateLimited(ApiError):
         self.wait = max(1, math.ceil(wait))  # DRF's handler sends it as Retry-After
 
 
-def _count(keys: list[tuple[str, int]]) -> list[int]:
-    """Add one to each counter (``(key, lifetime in seconds)``); their new values."""
-    if isinstance(cache, RedisCache) or isinstance(getattr(cache, "_wrapped", None), RedisCache):
-        backend = getattr(cache, "_wrapped", cache)
+def _count(keys: list[tuple[str, int]], by: list[int] | None = None) -> list[int]:
+    """Add to each counter (``(key, lifetime in seconds)``) one, or ``by``; their new values."""
+    by = by or [1] * len(keys)
+    backend = caches["default"]  # the backend itself (``cache`` is a proxy to it)
+    if isinstance(backend, RedisCache):
         client = backend._cache.get_client(write=True)
         names = [backend.make_and_validate_key(key) for key, _ in keys]
         pipe = client.pipeline(transaction=False)
-        for name in names:
-            pipe.incr(name)
+        for name, step in zip(names, by, strict=True):
+            pipe.incrby(name, step)
         counts = pipe.execute()
-        fresh = [(name, ttl) for name, (_, ttl), value in zip(names, keys, counts, strict=True) if value == 1]
+        fresh = [(name, ttl) for name, (_, ttl), value, step in zip(names, keys, counts, by, strict=True) if value == step]
         if fresh:  # the first request of a window gives its counter a lifetime
             pipe = client.pipeline(transaction=False)
             for name, ttl in fresh:
@@ -73,14 +78,59 @@ def _count(keys: list[tuple[str, int]]) -> list[int]:
             pipe.execute()
         return counts
     counts = []
-    for key, ttl in keys:
+    for (key, ttl), step in zip(keys, by, strict=True):
         cache.add(key, 0, ttl)
         try:
-            counts.append(cache.incr(key))
+            counts.append(cache.incr(key, step))
         except ValueError:  # expired between the two calls
-            cache.set(key, 1, ttl)
-            counts.append(1)
+            cache.set(key, step, ttl)
+            counts.append(step)
     return counts
+
+
+class _Batches:
+    """The request counters of this process, sent to the shared counter in batches.
+
+    A limit of many requests per window (60,000 a minute) does not need every request
+    to wait for Redis: each process adds up to ``limit // 200`` (at most 50) requests
+    before it sends them; a window's count is then what the others sent plus what this
+    process has not sent yet. Each process can be behind by one batch, so a limit may be
+    passed by (processes x batch) requests at the most; limits of up to 200 requests are
+    sent at every request, exactly.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[int, int, float]] = {}  # key -> (sent count, not sent, end)
+
+    def hit(self, keys: list[tuple[str, int, int]]) -> list[int]:
+        """``keys``: (key, lifetime, batch); the counts, this request included."""
+        now = _now()
+        due, estimates = [], []
+        with self._lock:
+            for key, ttl, batch in keys:
+                known, pending, _ = self._known.get(key, (0, 0, now + ttl))
+                pending += 1
+                estimates.append(known + pending)
+                if pending >= batch:  # taken out of the pending count now: sent once
+                    due.append((key, ttl, pending))
+                    pending = 0
+                self._known[key] = (known, pending, now + ttl)
+            if len(self._known) > 10_000:
+                self._known = {k: v for k, v in self._known.items() if v[2] > now}
+        if not due:
+            return estimates
+        counts = dict(zip((key for key, _, _ in due), _count([(k, ttl) for k, ttl, _ in due], [p for _, _, p in due]),
+                          strict=True))
+        with self._lock:
+            for key, count in counts.items():
+                known, pending, end = self._known.get(key, (0, 0, now))
+                self._known[key] = (max(known, count), pending, end)  # sends of other threads may come back later
+            return [max(counts[key], self._known[key][0]) + self._known[key][1] if key in counts else estimate
+                    for (key, _, _), estimate in zip(keys, estimates, strict=True)]
+
+
+_batches = _Batches()
 
 
 def _window(rate: Rate, now: float) -> tuple[int, float]:
@@ -99,12 +149,13 @@ class Budget:
 def request_limits(*, ip: str, api_key=None) -> Budget:
     """Count this request against the address's and the key's limits; the tightest
     budget left, or ``RateLimited``."""
-    now = time.time()
+    now = _now()
     checks = [(Rate.parse(settings.API_RATE_PER_IP), f"ip:{ip}")]
     if api_key is not None:
         checks.append((Rate.parse(settings.API_RATE_PER_KEY), f"key:{api_key.pk}"))
     windows = [_window(rate, now) for rate, _ in checks]
-    counts = _count([(f"rl:{name}:{number}", rate.seconds + 1) for (rate, name), (number, _) in zip(checks, windows, strict=True)])
+    counts = _batches.hit([(f"rl:{name}:{number}", rate.seconds + 1, max(1, min(50, rate.count // 200)))
+                           for (rate, name), (number, _) in zip(checks, windows, strict=True)])
     budgets = []
     for (rate, name), (_, reset), count in zip(checks, windows, counts, strict=True):
         if count > rate.count:
@@ -143,13 +194,13 @@ def lookup_guard(*, api_key, customer: str = "") -> None:
         moment = timezone.localtime(datetime.fromtimestamp(until, tz=UTC))
         raise RateLimited(f"{keys[key]} made too many failed code lookups; code lookups are refused until "
                           f"{moment:%H:%M:%S} ({timezone.get_current_timezone_name()}).",
-                          wait=until - time.time(), code="lookup_locked")
+                          wait=until - _now(), code="lookup_locked")
 
 
 def lookup_failed(*, api_key, customer: str = "") -> None:
     """After a failed code lookup: counted; a used-up budget locks the key (or the
     customer) out of code lookups."""
-    now = time.time()
+    now = _now()
     checks = [("key", api_key.pk, Rate.parse(settings.API_LOOKUP_FAILURES_PER_KEY))]
     if customer:
         checks.append(("customer", customer, Rate.parse(settings.API_LOOKUP_FAILURES_PER_CUSTOMER)))

@@ -2,7 +2,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from . import views
-from .errors import not_found_view
+from .handlers import not_found_view
 
 app_name = "api"
 
