@@ -50,7 +50,7 @@ ERROR = inline_serializer(
         ),
     },
 )
-ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 502)}
+ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
 
 
 BROKEN_UTF8 = re.compile("%[89A-F][0-9A-F]")  # how Django re-escapes bytes that are not UTF-8
@@ -91,9 +91,13 @@ LOOKUP_NEUTRAL = {"customer_required", "amount_invalid", "amount_not_allowed", "
 
 def refused(exc: CouponActionError) -> ApiError:
     """A refused coupon action: 409, or 404 when the coupon does not exist, 502 for a
-    remote system that failed."""
+    remote system that failed, 503 with Retry-After for one that is busy or paused."""
     if exc.code in ("coupon_not_found", "customer_not_found"):
         return ApiError(str(exc), code=exc.code, type="not_found", status_code=404)
+    if exc.retry_after is not None and exc.code.startswith("remote_"):
+        error = ApiError(str(exc), code=exc.code, type="remote_error", status_code=503)
+        error.wait = exc.retry_after  # DRF's handler sends it as Retry-After
+        return error
     if exc.code.startswith("remote_"):
         return ApiError(str(exc), code=exc.code, type="remote_error", status_code=502)
     return ApiError(str(exc), code=exc.code, type="refused", status_code=409)

@@ -40,9 +40,10 @@ S = CouponStatus
 class CouponActionError(Exception):
     """A refused action; ``str()`` is the reason, fit to show a manager or an API client."""
 
-    def __init__(self, message: str, code: str = "refused"):
+    def __init__(self, message: str, code: str = "refused", retry_after: int | None = None):
         super().__init__(message)
         self.code = code
+        self.retry_after = retry_after  # seconds, when trying again later may work
 
 
 @dataclass(frozen=True)
@@ -397,7 +398,7 @@ def _claim_remote(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
         try:
             code = fetch_remote_code(pool, customer.external_id)
         except RemoteCodeError as exc:
-            raise CouponActionError(str(exc), code=exc.code) from None
+            raise CouponActionError(str(exc), code=exc.code, retry_after=exc.retry_after) from None
         now = timezone.now()
         with transaction.atomic():
             if customer.pk is None:

@@ -18,7 +18,13 @@ from django.core.validators import (
 )
 from django.db import models
 
+from couponsite import outbound
+
 from . import patterns
+
+# How messages about a remote pool's callback name the URL and the other side.
+CALLBACK_WHAT = "pool's callback URL"
+CALLBACK_PEER = "remote coupon system"
 
 
 class Store(models.Model):
@@ -419,6 +425,31 @@ class CouponPool(models.Model):
                     refuse(field, f"Only remote pools have a {label}.")
         if self.has_pattern and self.pattern:
             self._clean_pattern(refuse)
+        if self.source == PoolSource.REMOTE and self.callback_url:
+            self._clean_callback_url(refuse)
+
+    def _clean_callback_url(self, refuse) -> None:
+        """The outbound address guard, at save (it runs again at every call: a name may
+        resolve elsewhere later). A host name that does not resolve is refused for a new
+        or changed URL only, so a passing DNS failure does not block editing a pool."""
+        try:
+            self._meta.get_field("callback_url").run_validators(self.callback_url)
+        except ValidationError:
+            return  # the field's own error says it
+        if self.__dict__.get("_accepted_callback_url") == self.callback_url:
+            return  # checked already by this save (the form, then the service)
+        try:
+            outbound.check_url(self.callback_url, what=CALLBACK_WHAT, peer=CALLBACK_PEER)
+        except outbound.OutboundError as error:
+            if error.code == outbound.REFUSED_ADDRESS or self.callback_url != self._stored_callback_url():
+                refuse("callback_url", str(error))
+                return
+        self._accepted_callback_url = self.callback_url
+
+    def _stored_callback_url(self) -> str | None:
+        if self.pk is None:
+            return None
+        return type(self).objects.filter(pk=self.pk).values_list("callback_url", flat=True).first()
 
     def _clean_pattern(self, refuse) -> None:
         bulk = self.source == PoolSource.BULK

@@ -1,4 +1,5 @@
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,34 @@ def _empty_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Answers chosen names with chosen addresses (a list per lookup, consumed in order);
+    every other name goes to the real resolver. Patches socket.getaddrinfo for everyone,
+    urllib3 included, so a second lookup by the HTTP library would be seen."""
+    real = socket.getaddrinfo
+    answers: dict[str, list] = {}
+    lookups: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        if not answers[host]:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        result = []
+        for address in answers[host].pop(0):
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
+            result.append((family, socket.SOCK_STREAM, 6, "", sockaddr))
+        return result
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    getaddrinfo.answers = answers
+    getaddrinfo.lookups = lookups
+    return getaddrinfo
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Remote pools through the API against a real local HTTP server, and parallel claims
 over real HTTP against a running server."""
 
+import contextlib
 import json
 import threading
 import time
@@ -22,6 +23,7 @@ class RemoteShop(BaseHTTPRequestHandler):
 
     counter = 0
     received: list = []
+    failing = True  # for /flaky
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -36,6 +38,16 @@ class RemoteShop(BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(1.5)
             self._answer(200, json.dumps({"code": "TOO-LATE"}))
+        elif self.path == "/very-slow":
+            time.sleep(2.5)
+            RemoteShop.counter += 1
+            self._answer(200, json.dumps({"code": f"VERY-SLOW-{RemoteShop.counter:04d}"}))
+        elif self.path == "/flaky":
+            if RemoteShop.failing:
+                self._answer(503, "down")
+            else:
+                RemoteShop.counter += 1
+                self._answer(200, json.dumps({"code": f"FLAKY-{RemoteShop.counter:04d}"}))
         elif self.path == "/error":
             self._answer(500, "boom")
         elif self.path == "/garbage":
@@ -63,6 +75,7 @@ def remote():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     RemoteShop.received = []
+    RemoteShop.failing = True
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
@@ -132,16 +145,165 @@ class TestRemotePools:
         assert api.post(f"/api/v1/coupon-pools/{failing.pk}/claim", {"customer": "brand-new"}, format="json").status_code == 502
         assert not Customer.objects.filter(external_id="brand-new").exists()
 
-    def test_callback_urls_to_internal_addresses_are_refused(self, api, remote, settings):
-        settings.COUPON_CALLBACK_ALLOW_LOOPBACK = False
-        pool = remote_pool(f"{remote}/good")
+    def test_callback_urls_to_internal_addresses_are_refused_at_each_call(self, api, remote, settings):
+        settings.COUPON_CALLBACK_ALLOW_LOOPBACK = True
+        pool = remote_pool(f"{remote}/good")  # accepted when saved
+        settings.COUPON_CALLBACK_ALLOW_LOOPBACK = False  # and no more
         response = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": "eve"}, format="json")
         assert response.status_code == 502 and response.json()["error"]["code"] == "remote_refused_address"
         assert RemoteShop.received == [] and Coupon.objects.count() == 0
 
 
-@pytest.fixture
-def gunicorn_server(transactional_db):
+def claim_status(api, pool, customer):
+    response = api.post(f"/api/v1/coupon-pools/{pool.pk}/claim", {"customer": customer}, format="json")
+    return response.status_code, response.json()["error"]["code"] if response.status_code >= 400 else None, response
+
+
+@pytest.mark.django_db
+class TestCircuitBreaker:
+    """Repeated failures pause a remote pool's claims (counted in the real Redis)."""
+
+    @pytest.fixture(autouse=True)
+    def breaker(self, settings, callbacks):
+        settings.COUPON_CALLBACK_BREAKER_FAILURES = 3
+        settings.COUPON_CALLBACK_BREAKER_SECONDS = 1
+
+    def test_failures_in_a_row_pause_the_pool_without_calling_it(self, api, remote):
+        pool = remote_pool(f"{remote}/flaky")
+        assert [claim_status(api, pool, f"c{n}")[:2] for n in range(3)] == [(502, "remote_status")] * 3
+        status, code, response = claim_status(api, pool, "c3")
+        assert (status, code) == (503, "remote_paused") and response["Retry-After"] == "1"
+        assert "paused" in response.json()["error"]["message"]
+        assert len(RemoteShop.received) == 3  # the paused claim did not reach the remote system
+        assert Coupon.objects.count() == 0
+
+    def test_after_the_pause_one_failure_pauses_again_and_one_success_resumes(self, api, remote):
+        pool = remote_pool(f"{remote}/flaky")
+        for n in range(3):
+            claim_status(api, pool, f"c{n}")
+        time.sleep(1.1)
+        assert claim_status(api, pool, "retry")[:2] == (502, "remote_status")  # let through, failed
+        assert claim_status(api, pool, "again")[:2] == (503, "remote_paused")  # paused at once
+        time.sleep(1.1)
+        RemoteShop.failing = False
+        assert claim_status(api, pool, "ok")[0] == 201
+        RemoteShop.failing = True
+        # Forgotten: it takes three failures in a row again.
+        assert [claim_status(api, pool, f"d{n}")[:2] for n in range(3)] == [(502, "remote_status")] * 3
+        assert claim_status(api, pool, "d3")[:2] == (503, "remote_paused")
+
+    def test_one_pool_paused_leaves_the_others_alone(self, api, remote):
+        broken, healthy = remote_pool(f"{remote}/flaky"), remote_pool(f"{remote}/good")
+        for n in range(3):
+            claim_status(api, broken, f"c{n}")
+        assert claim_status(api, broken, "x")[:2] == (503, "remote_paused")
+        assert claim_status(api, healthy, "x")[0] == 201
+
+    def test_a_refused_address_does_not_count_as_a_failure(self, api, remote, settings):
+        pool = remote_pool(f"{remote}/good")
+        settings.COUPON_CALLBACK_ALLOW_LOOPBACK = False
+        assert [claim_status(api, pool, f"c{n}")[:2] for n in range(4)] == [(502, "remote_refused_address")] * 4
+
+    def test_an_unusable_answer_counts(self, api, remote):
+        pool = remote_pool(f"{remote}/garbage")
+        assert [claim_status(api, pool, f"c{n}")[1] for n in range(4)] == ["remote_not_json"] * 3 + ["remote_paused"]
+
+
+@pytest.mark.django_db(transaction=True)
+class TestConcurrencyCap:
+    @pytest.fixture(autouse=True)
+    def cap(self, settings, callbacks):
+        settings.COUPON_CALLBACK_MAX_CONCURRENT = 2
+        settings.COUPON_CALLBACK_READ_TIMEOUT = 5
+
+    def parallel_claims(self, pool, count):
+        from django.db import connections
+
+        key = api_key_create(name="Parallel")[1]
+        barrier = threading.Barrier(count)
+
+        def claim(n):
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+            barrier.wait()
+            try:
+                started = time.monotonic()
+                status, code, response = claim_status(client, pool, f"p{n}")
+                return status, code, time.monotonic() - started, response
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=count) as executor:
+            return list(executor.map(claim, range(count)))
+
+    def test_one_claim_over_the_cap_is_refused_at_once(self, remote):
+        pool = remote_pool(f"{remote}/slow-good")
+        results = self.parallel_claims(pool, 6)
+        assert sorted(status for status, *_ in results) == [201, 201, 503, 503, 503, 503]
+        busy = [(code, seconds, response) for status, code, seconds, response in results if status == 503]
+        assert {code for code, *_ in busy} == {"remote_busy"}
+        assert all(seconds < 0.4 for _, seconds, _ in busy)  # the remote system takes 0.5 s
+        assert all(response["Retry-After"] == "1" for *_, response in busy)
+        assert len(RemoteShop.received) == 2 and Coupon.objects.filter(pool=pool).count() == 2
+        # The slots are free again.
+        assert sorted(status for status, *_ in self.parallel_claims(pool, 2)) == [201, 201]
+
+    def test_busy_does_not_count_as_a_failure(self, remote, settings):
+        settings.COUPON_CALLBACK_BREAKER_FAILURES = 2
+        pool = remote_pool(f"{remote}/slow-good")
+        self.parallel_claims(pool, 6)  # four busy refusals
+        assert sorted(status for status, *_ in self.parallel_claims(pool, 2)) == [201, 201]
+
+    def test_a_slot_left_by_a_killed_process_frees_itself(self, remote, monkeypatch):
+        from django.core.cache import cache
+
+        from couponsite import outbound
+
+        pool = remote_pool(f"{remote}/good")
+        monkeypatch.setattr(outbound, "_longest_call", lambda: 1)
+        for index in range(2):  # what two processes killed mid-call leave behind
+            cache.add(f"outbound:slot:pool-{pool.pk}:{index}", "dead", timeout=1)
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key_create(name='After')[1]}")
+        assert claim_status(api, pool, "early")[:2] == (503, "remote_busy")
+        time.sleep(1.1)
+        assert claim_status(api, pool, "later")[0] == 201
+
+
+@pytest.mark.django_db(transaction=True)
+def test_slow_remote_claims_do_not_stall_the_server(remote, settings):
+    """gunicorn with 4 threads: ten claims on a remote pool that takes 2.5 s each would
+    hold every thread; with the cap, two run, eight are refused at once, and an unrelated
+    request is answered at once."""
+    settings.COUPON_CALLBACK_ALLOW_LOOPBACK = True
+    pool = remote_pool(f"{remote}/very-slow")
+    other = PoolFactory(name="Unrelated")
+    CouponFactory(pool=other, code="OTHER-1")
+    key = api_key_create(name="Busy shop")[1]
+    headers = {"Authorization": f"Api-Key {key}"}
+    with running_gunicorn(workers=1, threads=4, COUPON_CALLBACK_ALLOW_LOOPBACK="true",
+                          COUPON_CALLBACK_MAX_CONCURRENT="2") as url:
+        def claim(n):
+            return requests.post(f"{url}/api/v1/coupon-pools/{pool.pk}/claim", json={"customer": f"s{n}"},
+                                 headers=headers, timeout=30)
+
+        with ThreadPoolExecutor(max_workers=10) as executor:
+            claims = [executor.submit(claim, n) for n in range(10)]
+            time.sleep(0.5)  # the ten are in
+            started = time.monotonic()
+            unrelated = requests.post(f"{url}/api/v1/coupon-pools/{other.pk}/claim", json={"customer": "calm"},
+                                      headers=headers, timeout=30)
+            waited = time.monotonic() - started
+            results = [future.result() for future in claims]
+    assert unrelated.status_code == 201 and waited < 1.0, waited
+    statuses = sorted(response.status_code for response in results)
+    assert statuses == [201] * 2 + [503] * 8
+    assert {r.json()["error"]["code"] for r in results if r.status_code == 503} == {"remote_busy"}
+    assert len(RemoteShop.received) == 2
+
+
+@contextlib.contextmanager
+def running_gunicorn(workers=4, threads=8, **env_extra):
     """gunicorn (the production server) on the test database, on a free port."""
     import os
     import socket
@@ -156,10 +318,12 @@ def gunicorn_server(transactional_db):
     env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{connection.settings_dict['NAME']}",
+        **env_extra,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "couponsite.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", "4", "--threads", "8", "--worker-class", "gthread", "--log-level", "warning"],
+         "--workers", str(workers), "--threads", str(threads), "--worker-class", "gthread",
+         "--log-level", "warning"],
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
@@ -175,6 +339,12 @@ def gunicorn_server(transactional_db):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def gunicorn_server(transactional_db):
+    with running_gunicorn() as url:
+        yield url
 
 
 def test_fifty_parallel_claims_over_http_never_give_one_coupon_twice(gunicorn_server):

@@ -21,7 +21,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from pools import remote
+from couponsite import outbound
 from pools.models import CouponPool, CouponType, PoolSource
 from pools.remote import RemoteCodeError, fetch_remote_code
 
@@ -218,34 +218,6 @@ def fetch_error(url, customer="CUST-000001", **pool_fields) -> RemoteCodeError:
     with pytest.raises(RemoteCodeError) as caught:
         fetch_remote_code(make_pool(url, **pool_fields), customer)
     return caught.value
-
-
-@pytest.fixture
-def fake_dns(monkeypatch):
-    """Answers chosen names with chosen addresses (a list per lookup, consumed in order);
-    every other name goes to the real resolver. Patches socket.getaddrinfo for everyone,
-    urllib3 included, so a second lookup by the HTTP library would be seen."""
-    real = socket.getaddrinfo
-    answers: dict[str, list] = {}
-    lookups: list[str] = []
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return real(host, port, *args, **kwargs)
-        lookups.append(host)
-        if not answers[host]:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        result = []
-        for address in answers[host].pop(0):
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            sockaddr = (address, port, 0, 0) if family == socket.AF_INET6 else (address, port)
-            result.append((family, socket.SOCK_STREAM, 6, "", sockaddr))
-        return result
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    getaddrinfo.answers = answers
-    getaddrinfo.lookups = lookups
-    return getaddrinfo
 
 
 # --- a good answer -----------------------------------------------------------------
@@ -501,7 +473,7 @@ class TestAddressGuard:
         ],
     )
     def test_address_classes(self, address, kind):
-        assert remote._classify(ipaddress.ip_address(address)) == kind
+        assert outbound.classify(ipaddress.ip_address(address)) == kind
 
 
 # --- https: the pinned address keeps the name for TLS --------------------------------

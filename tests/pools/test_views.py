@@ -288,7 +288,10 @@ def test_admin_offers_only_own_groups_to_staff(client):
     assert ">Mine<" in html and ">Theirs<" not in html
 
 
-def test_callback_api_key_is_never_sent_back_and_kept_when_left_empty(manager_client):
+def test_callback_api_key_is_never_sent_back_and_kept_when_left_empty(manager_client, fake_dns):
+    # The host resolves when the pool is created, then no more: the unchanged URL does
+    # not stop the edit.
+    fake_dns.answers["partner.example"] = [["93.184.215.14"]]
     pool = PoolFactory(source="remote", callback_url="https://partner.example/coupons", callback_api_key="s3cr3t-key")
     html = manager_client.get(reverse("pools:edit", args=[pool.pk])).content.decode()
     assert "s3cr3t-key" not in html and "A key is stored" in html
@@ -297,6 +300,7 @@ def test_callback_api_key_is_never_sent_back_and_kept_when_left_empty(manager_cl
     assert manager_client.post(reverse("pools:edit", args=[pool.pk]), data).status_code == 302
     pool.refresh_from_db()
     assert (pool.name, pool.callback_api_key) == ("Renamed", "s3cr3t-key")
+    assert fake_dns.lookups == ["partner.example", "partner.example"]
 
 
 @pytest.mark.parametrize("share, text", [(0.0, "less than 0.01"), (0.0004, "0.04"), (0.123, "12.3"),
