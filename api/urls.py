@@ -1,5 +1,5 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from . import views
 from .handlers import not_found_view
@@ -8,7 +8,7 @@ app_name = "api"
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", authentication_classes=[], permission_classes=[]), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", authentication_classes=[], permission_classes=[]), name="docs"),
     path("v1/coupon-pools", views.PoolListView.as_view(), name="pools"),
     path("v1/coupon-pools/<str:reference>", views.PoolDetailView.as_view(), name="pool"),
     path("v1/coupon-pools/<str:reference>/update", views.PoolUpdateView.as_view(), name="pool_update"),

@@ -74,7 +74,7 @@ class PoolForm(BootstrapModelForm):
         )[1:]
         self.fields["expiration_period_count"].widget.attrs.update({"placeholder": "30", "min": 1})
         self.fields["currency"].widget.attrs.update(
-            {"maxlength": 3, "style": "text-transform: uppercase", "placeholder": "EUR"}
+            {"maxlength": 3, "class": "text-uppercase", "placeholder": "EUR"}
         )
         groups = Group.objects.all() if user.is_superuser else user.groups.all()
         self.fields["user_group"].queryset = groups.order_by("name")

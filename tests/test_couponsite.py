@@ -1,6 +1,8 @@
 """Project wiring: env-driven settings, the Celery app on a real worker, the demo login."""
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -56,6 +58,63 @@ def test_production_refuses_to_start_without_a_secret_key():
     env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE"}}
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "Set SECRET_KEY" in result.stderr
+
+
+def _readme_production_environment() -> dict:
+    """The variables the README's production block exports (``$(...)`` run as a shell would)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Production", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    environment = {}
+    for line in block.splitlines():
+        if line.startswith("export "):
+            line = re.sub(r"\$\((.*?)\)(?=\s|$)", lambda m: shlex.quote(subprocess.run(
+                ["bash", "-c", m.group(1)], capture_output=True, text=True, check=True).stdout.strip()), line)
+            for word in shlex.split(line, comments=True)[1:]:
+                name, _, value = word.partition("=")
+                environment[name] = value
+    return environment
+
+
+def _check_deploy(environment: dict) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env={**clean, **environment}, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_with_the_readmes_production_settings():
+    environment = _readme_production_environment()
+    assert len(environment["SECRET_KEY"]) >= 50 and environment["SECURE_PROXY_SSL_HEADER"] == "X-Forwarded-Proto: https"
+    result = _check_deploy(environment)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+    # Without the HTTPS settings the same check fails (HSTS and the redirect)
+    for name in ("SECURE_HSTS_SECONDS", "SECURE_SSL_REDIRECT"):
+        environment.pop(name)
+    result = _check_deploy(environment)
+    assert result.returncode != 0 and "security.W004" in result.stderr and "security.W008" in result.stderr
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("X-Forwarded-Proto: https", "('HTTP_X_FORWARDED_PROTO', 'https')"),
+    ("x-forwarded-ssl:on", "('HTTP_X_FORWARDED_SSL', 'on')"),
+    ("", "None"),
+])
+def test_the_proxy_ssl_header_and_hsts_come_from_the_environment(value, expected):
+    out = _settings_in_subprocess(
+        {"DEBUG": "true", "SECURE_PROXY_SSL_HEADER": value, "SECURE_HSTS_SECONDS": "600"},
+        "s.SECURE_PROXY_SSL_HEADER, s.SECURE_HSTS_SECONDS",
+    )
+    assert out == f"{expected} 600"
+
+
+def test_a_malformed_proxy_ssl_header_is_refused_at_start():
+    code = "import django, os; os.environ['DJANGO_SETTINGS_MODULE']='couponsite.settings'; django.setup()"
+    env = {**os.environ, "DEBUG": "true", "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "SECURE_PROXY_SSL_HEADER must look like 'X-Forwarded-Proto: https'" in result.stderr
 
 
 def test_a_real_celery_worker_answers_on_redis():

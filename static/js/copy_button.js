@@ -17,3 +17,9 @@ document.addEventListener("click", async (event) => {
   }
   setTimeout(() => { label.textContent = original; }, 2000);
 });
+
+// A field with data-select-on-click selects all its text when clicked.
+document.addEventListener("click", (event) => {
+  const field = event.target.closest("[data-select-on-click]");
+  if (field) field.select();
+});

@@ -29,15 +29,31 @@ def browser():
         browser.close()
 
 
+# Every page reports what the Content-Security-Policy blocked (and Chromium logs it too).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || "inline"} `
+                + `on ${event.documentURI} (${event.sourceFile}:${event.lineNumber})`);
+});
+"""
+
+
 @pytest.fixture
 def page(browser, live_server, request):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
     context.set_default_timeout(10_000)
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
+    violations = []
+    page.on("console", lambda message: violations.append(message.text) if message.type == "error" and (
+        "Content Security Policy" in message.text or message.text.startswith("CSP violation")) else None)
+    page.csp_violations = violations
     yield page
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
     context.close()
+    # Every browser test also proves its pages work under the policy.
+    assert violations == [], "the Content-Security-Policy blocked something:\n" + "\n".join(violations)
 
 
 def login(page, username, password=PASSWORD):
