@@ -4,7 +4,8 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from couponsite.admin import ScopedReadOnlyAdmin
-from pools.access import pool_scoped
+from coupons.access import visible_jobs
+from pools.access import groups_assignable, pool_scoped
 
 from .auth import hash_key, new_key
 from .models import ApiKey, BulkOperation, BulkOperationError, LookupLockout
@@ -26,9 +27,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name == "groups":
-            from .forms import keyable_groups
-
-            kwargs["queryset"] = keyable_groups(request.user)
+            kwargs["queryset"] = groups_assignable(request.user)
             kwargs["required"] = not request.user.is_superuser
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
@@ -59,7 +58,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(BulkOperation)
 class BulkOperationAdmin(ScopedReadOnlyAdmin):
-    scope = staticmethod(pool_scoped)
+    scope = staticmethod(lambda user: visible_jobs(BulkOperation, user))
     list_display = ("id", "pool", "action", "status", "total", "succeeded", "failed", "created_at")
     list_filter = ("action", "status")
     exclude = ("items",)

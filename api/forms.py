@@ -2,6 +2,7 @@ from django import forms
 from django.contrib.auth.models import Group
 
 from couponsite.forms import BootstrapFormMixin
+from pools.access import groups_assignable
 
 
 class ApiKeyForm(BootstrapFormMixin, forms.Form):
@@ -15,11 +16,6 @@ class ApiKeyForm(BootstrapFormMixin, forms.Form):
         super().__init__(*args, **kwargs)
         if not user.is_superuser:
             # A key can reach no further than its maker: only the maker's own groups, at least one.
-            self.fields["groups"].queryset = keyable_groups(user)
+            self.fields["groups"].queryset = groups_assignable(user)
             self.fields["groups"].required = True
             self.fields["groups"].help_text = "The key sees only these groups' pools (your own groups)."
-
-
-def keyable_groups(user):
-    """The groups a user may give an API key: any for a superuser, else the user's own."""
-    return Group.objects.order_by("name") if user.is_superuser else user.groups.order_by("name")

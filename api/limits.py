@@ -30,6 +30,8 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
+from pools.access import is_unrestricted
+
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -160,8 +162,10 @@ def request_limits(*, ip: str, api_key=None) -> Budget:
     for (rate, name), (_, reset), count in zip(checks, windows, counts, strict=True):
         if count > rate.count:
             who = "this API key" if name.startswith("key") else "this address"
-            raise RateLimited(f"Too many requests from {who}: at most {rate.count:,} per {_period(rate)}. "
-                              f"Try again in {math.ceil(reset)} s.", wait=reset)
+            limited = RateLimited(f"Too many requests from {who}: at most {rate.count:,} per {_period(rate)}. "
+                                  f"Try again in {math.ceil(reset)} s.", wait=reset)
+            limited.budget = Budget(rate.count, 0, reset)  # the answer's X-RateLimit-* headers
+            raise limited
         budgets.append(Budget(rate.count, rate.count - count, reset))
     return min(budgets, key=lambda budget: budget.remaining)
 
@@ -186,9 +190,20 @@ def _lock_key(scope: str, ident) -> str:
     return f"lookup-lock:{scope}:{_ident(ident)}"
 
 
+def _customer(api_key, customer: str) -> str:
+    """A customer's budget is counted per group scope of the keys (keys of the same
+    groups share it; another group's key cannot lock this group's customers out)."""
+    if is_unrestricted(api_key):
+        return f"all|{customer}"
+    if not hasattr(api_key, "_lookup_scope"):
+        api_key._lookup_scope = ",".join(map(str, sorted(api_key.groups.values_list("pk", flat=True))))
+    return f"{api_key._lookup_scope}|{customer}"
+
+
 def lookup_guard(*, api_key, customer: str = "") -> None:
     """Before a code lookup: refused while the key or the customer is locked out."""
-    keys = {_lock_key("key", api_key.pk): "This API key", **({_lock_key("customer", customer): "This customer"} if customer else {})}
+    keys = {_lock_key("key", api_key.pk): "This API key",
+            **({_lock_key("customer", _customer(api_key, customer)): "This customer"} if customer else {})}
     locked = cache.get_many(list(keys))
     for key, until in locked.items():
         moment = timezone.localtime(datetime.fromtimestamp(until, tz=UTC))
@@ -197,18 +212,21 @@ def lookup_guard(*, api_key, customer: str = "") -> None:
                           wait=until - _now(), code="lookup_locked")
 
 
-def lookup_failed(*, api_key, customer: str = "") -> None:
-    """After a failed code lookup: counted; a used-up budget locks the key (or the
-    customer) out of code lookups."""
+def lookup_failed(*, api_key, customer: str = "", weight: int | None = 1) -> bool:
+    """After a failed code lookup: counted as ``weight`` failures (``None``: as many as
+    the budget holds, so that it locks at once); a used-up budget locks the key (or the
+    customer) out of code lookups. Whether it is locked out now."""
     now = _now()
     checks = [("key", api_key.pk, Rate.parse(settings.API_LOOKUP_FAILURES_PER_KEY))]
     if customer:
-        checks.append(("customer", customer, Rate.parse(settings.API_LOOKUP_FAILURES_PER_CUSTOMER)))
+        checks.append(("customer", _customer(api_key, customer), Rate.parse(settings.API_LOOKUP_FAILURES_PER_CUSTOMER)))
+    steps = [rate.count + 1 if weight is None else weight for _, _, rate in checks]
     counts = _count([(f"lookup-fail:{scope}:{_ident(ident)}:{_window(rate, now)[0]}", rate.seconds + 1)
-                     for scope, ident, rate in checks])
-    for (scope, ident, rate), count in zip(checks, counts, strict=True):
-        if count == rate.count + 1:  # the first failure over the budget locks, once
+                     for scope, ident, rate in checks], steps)
+    for (scope, ident, rate), count, step in zip(checks, counts, steps, strict=True):
+        if count - step <= rate.count < count:  # the failure that goes over the budget locks, once
             _lock_out(scope, ident, api_key, rate, now)
+    return any(count > rate.count for (_, _, rate), count in zip(checks, counts, strict=True))
 
 
 def _lock_out(scope: str, ident, api_key, rate: Rate, now: float) -> None:
@@ -217,7 +235,7 @@ def _lock_out(scope: str, ident, api_key, rate: Rate, now: float) -> None:
     seconds = settings.API_LOOKUP_LOCKOUT_SECONDS
     cache.set(_lock_key(scope, ident), now + seconds, seconds)
     until = timezone.now() + timedelta(seconds=seconds)
-    LookupLockout.objects.create(api_key=api_key, customer=str(ident) if scope == "customer" else "",
+    LookupLockout.objects.create(api_key=api_key, customer=str(ident).split("|", 1)[1] if scope == "customer" else "",
                                  scope=scope, failures=rate.count, until=until)
     log.warning("Code lookups locked out for %s %s (API key %s): more than %s failures in %s s, until %s",
-                scope, ident, api_key.prefix, rate.count, rate.seconds, until.isoformat())
+                scope, ident if scope == "key" else str(ident).split("|", 1)[1], api_key.prefix, rate.count, rate.seconds, until.isoformat())

@@ -8,12 +8,14 @@ import hashlib
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from coupons import services as coupon_services
@@ -28,7 +30,7 @@ from coupons.jobs.engine import (
     job_is_stale,
 )
 from coupons.jobs.registry import JobKind, register
-from coupons.access import customer_visible
+from coupons.access import customer_created_by, customer_visible
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
@@ -37,7 +39,7 @@ from imports.models import ImportJob, JobStatus, RowOutcome
 from imports.parsing import FileProblem, Options
 from imports.services import IMPORT, ImportRefused, import_resume, import_start, import_upload, job_options
 from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
-from pools.access import pool_sql, pools_visible
+from pools.access import is_unrestricted, pool_sql, pools_visible
 from pools.selectors import terms_get
 
 from .auth import hash_key, new_key
@@ -118,6 +120,14 @@ def coupon_for_key(api_key: ApiKey, code: str, customer: Customer | None = None)
     return found[0]
 
 
+def codes_held_elsewhere(api_key: ApiKey, codes: list[str]) -> bool:
+    """Whether any of ``codes`` is a coupon of a pool the key may not see."""
+    if is_unrestricted(api_key):
+        return False
+    held = Coupon.objects.filter(Q(shared_code=False, code__in=codes) | Q(shared_code=True, code__in=codes))  # see code_q
+    return held.exclude(pool__in=pools_visible(api_key)).exists()
+
+
 def customer_put(*, api_key: ApiKey, external_id: str, email: str | None, currency: str | None) -> tuple[Customer, bool]:
     """Create the customer, or update one the key may see (``coupons.access``); another
     group's customer is "not found", with nothing of it in the answer."""
@@ -137,6 +147,8 @@ def customer_put(*, api_key: ApiKey, external_id: str, email: str | None, curren
                 customer.save()
         except IntegrityError:
             raise CouponActionError("The customer was created by another request; try again.", code="conflict") from None
+        if created:
+            customer_created_by(api_key, customer)
     return customer, created
 
 
@@ -159,36 +171,69 @@ class EventOutcome:
 
 
 @transaction.atomic
-def event_record(*, api_key: ApiKey, customer_id: str, action: str, data: dict) -> EventOutcome:
+def event_record(*, api_key: ApiKey, customer_id: str, action: str, data: dict,
+                 refused: Callable[[str], bool] = lambda code: False) -> EventOutcome:
     """A redeem or checkout event. A customer seen here first is created only if the
-    event changes something for them: a refusal changes nothing, not even that."""
+    event changes something for them: a refusal changes nothing, not even that.
+
+    ``refused(error code)`` is told of every code a checkout refuses and answers whether
+    code lookups are now locked out (``api.limits``): the codes after that are not looked up.
+    """
     customer = customer_get_or_create(customer_id)
     actor = actor_of(api_key)
     if action == "coupon_redeem":
         coupon = coupon_for_key(api_key, data["code"], customer)
         coupon = coupon_services.coupon_redeem(coupon=coupon, actor=actor, amount=data.get("amount"), customer=customer)
         return EventOutcome(action, results=[EventResult(coupon.code, "redeemed", coupon=coupon)])
-    outcome = _checkout(api_key, customer, actor, data)
+    outcome = _checkout(api_key, customer, actor, data, refused)
     if not any(result.result == "redeemed" for result in outcome.results):
         transaction.set_rollback(True)  # nothing redeemed: no new customer either
     return outcome
 
 
-def _checkout(api_key: ApiKey, customer: Customer, actor: Actor, data: dict) -> EventOutcome:
+LOCKED_OUT = "Not looked up: this request made too many failed code lookups."
+
+
+def _checkout(api_key: ApiKey, customer: Customer, actor: Actor, data: dict, refused: Callable[[str], bool]) -> EventOutcome:
     """Redeem the named coupons only when auto redeem is on, and only as the basket
     allows (the same checks as validate); gift cards pay what is left to pay, taken
     from their balance as it is under the coupon's lock (parallel checkouts of one card
-    pay exactly its balance between them)."""
+    pay exactly its balance between them).
+
+    Every coupon of the basket is locked first, in the order of its id, and only then
+    redeemed in the basket's order: two checkouts naming the same coupons in another
+    order wait for each other instead of deadlocking.
+    """
     auto_redeem = ModuleSettings.load().auto_redeem
     outcome = EventOutcome("checkout", auto_redeem=auto_redeem)
-    left = data["total"]
-    basket = {"customer": customer.external_id, **{k: data[k] for k in ("currency", "store", "products") if k in data}}
-    for code in dict.fromkeys(data.get("coupons") or []):
-        if not auto_redeem:
-            outcome.results.append(EventResult(code, "not_processed", "Auto redeem is off."))
+    codes = list(dict.fromkeys(data.get("coupons") or []))
+    if not auto_redeem:
+        outcome.results = [EventResult(code, "not_processed", "Auto redeem is off.") for code in codes]
+        return outcome
+    found: dict[str, Coupon | str] = {}
+    locked_out = False
+    for code in codes:
+        if locked_out:
+            found[code] = LOCKED_OUT
             continue
         try:
-            coupon = coupon_for_key(api_key, code, customer)
+            found[code] = coupon_for_key(api_key, code, customer)
+        except CouponActionError as exc:
+            found[code] = str(exc)
+            locked_out = refused(exc.code)
+    list(Coupon.objects.select_for_update().filter(pk__in=[c.pk for c in found.values() if isinstance(c, Coupon)])
+         .order_by("pk").values_list("pk", flat=True))
+    left = data["total"]
+    basket = {"customer": customer.external_id, **{k: data[k] for k in ("currency", "store", "products") if k in data}}
+    for code, coupon in found.items():
+        if not isinstance(coupon, Coupon):
+            outcome.results.append(EventResult(code, "refused", coupon))
+            continue
+        if locked_out:
+            outcome.results.append(EventResult(code, "refused", LOCKED_OUT))
+            continue
+        try:
+            coupon.refresh_from_db()
             check = coupon_check(coupon, {**basket, "total": left})
             if not check.valid:
                 raise CouponActionError(" ".join(message for _, message in check.reasons), code=check.reasons[0][0])
@@ -200,6 +245,7 @@ def _checkout(api_key: ApiKey, customer: Customer, actor: Actor, data: dict) -> 
             )
         except CouponActionError as exc:
             outcome.results.append(EventResult(code, "refused", str(exc)))
+            locked_out = refused(exc.code)
         else:
             paid = coupon.redeemed_amount if gift_card else check.discount
             left = max(Decimal("0.00"), left - paid)

@@ -6,7 +6,9 @@ from django.contrib.auth.mixins import PermissionRequiredMixin
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
 
-from .forms import ApiKeyForm, keyable_groups
+from pools.access import groups_assignable
+
+from .forms import ApiKeyForm
 from .models import ApiKey
 from .services import api_key_create, api_key_revoke
 
@@ -48,5 +50,5 @@ def keys_manageable(user):
     user's own groups only."""
     if user.is_superuser:
         return ApiKey.objects.all()
-    foreign = ApiKey.groups.through.objects.filter(apikey_id=OuterRef("pk")).exclude(group__in=keyable_groups(user))
+    foreign = ApiKey.groups.through.objects.filter(apikey_id=OuterRef("pk")).exclude(group__in=groups_assignable(user))
     return ApiKey.objects.filter(groups__isnull=False).exclude(Exists(foreign)).distinct()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 
-from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -20,6 +19,7 @@ from coupons.jobs.engine import QUEUE_UNREACHABLE
 from coupons.models import Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import CouponActionError
+from couponsite.middleware import client_ip
 from pools.services import UpdateMethod, pool_create, pool_update
 
 from . import limits, services
@@ -50,20 +50,10 @@ ERROR = inline_serializer(
         ),
     },
 )
-ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 429, 502, 503)}
+ERRORS = {code: OpenApiResponse(ERROR) for code in (400, 401, 403, 404, 409, 413, 415, 429, 502, 503)}
 
 
 BROKEN_UTF8 = re.compile("%[89A-F][0-9A-F]")  # how Django re-escapes bytes that are not UTF-8
-
-
-def client_ip(request) -> str:
-    """The client's address: behind ``TRUSTED_PROXIES`` proxies, the address the
-    outermost of them saw (from X-Forwarded-For); else the connection's."""
-    proxies = settings.TRUSTED_PROXIES
-    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-    if proxies and forwarded:
-        return forwarded[-min(proxies, len(forwarded))]
-    return request.META.get("REMOTE_ADDR", "")
 
 
 class _Lookup:
@@ -76,17 +66,23 @@ class _Lookup:
         limits.lookup_guard(api_key=self.api_key, customer=self.customer)
         return self
 
-    def failed(self) -> None:
-        limits.lookup_failed(api_key=self.api_key, customer=self.customer)
+    def failed(self, code: str = "", weight: int | None = 1) -> bool:
+        """Count a failed lookup (unless ``code`` tells nothing of the code's existence),
+        as ``weight`` failures (``None``: the whole budget); whether lookups are now
+        locked out."""
+        if code in LOOKUP_NEUTRAL:
+            return False
+        return limits.lookup_failed(api_key=self.api_key, customer=self.customer, weight=weight)
 
     def __exit__(self, kind, exc, traceback):
-        if isinstance(exc, CouponActionError) and exc.code not in LOOKUP_NEUTRAL:
-            self.failed()
+        if isinstance(exc, CouponActionError):
+            self.failed(exc.code)
         return False
 
 
-# Refusals that do not tell whether a code exists: not counted as failed lookups.
-LOOKUP_NEUTRAL = {"customer_required", "amount_invalid", "amount_not_allowed", "coupon_ambiguous"}
+# Refusals that are not failed lookups: they tell nothing of the code, or (nothing_to_pay)
+# that it is a usable gift card, as a success would.
+LOOKUP_NEUTRAL = {"customer_required", "amount_invalid", "amount_not_allowed", "coupon_ambiguous", "nothing_to_pay"}
 
 
 def refused(exc: CouponActionError) -> ApiError:
@@ -118,11 +114,15 @@ class KeyedView(APIView):
 
     def initial(self, request, *args, **kwargs):
         try:
-            super().initial(request, *args, **kwargs)
-        except (AuthenticationFailed, NotAuthenticated):
-            limits.request_limits(ip=client_ip(request))  # guessing keys counts against the address
+            try:
+                super().initial(request, *args, **kwargs)
+            except (AuthenticationFailed, NotAuthenticated):
+                limits.request_limits(ip=client_ip(request))  # guessing keys counts against the address
+                raise
+            self.budget = limits.request_limits(ip=client_ip(request), api_key=request.user)
+        except limits.RateLimited as exc:
+            self.budget = getattr(exc, "budget", None)
             raise
-        self.budget = limits.request_limits(ip=client_ip(request), api_key=request.user)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -169,7 +169,13 @@ class Pages(CursorPagination):
 
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
+            # Every list here is ordered by id: a position is a whole number (DRF does not check).
+            if cursor is not None and cursor.position is not None and not (
+                cursor.position.isascii() and cursor.position.isdigit() and int(cursor.position) < 2**63
+            ):
+                raise NotFound
+            return cursor
         except NotFound:
             raise ApiError("This cursor is not valid; follow the next or previous link of a page.",
                            code="invalid_cursor", type="validation_error") from None
@@ -312,7 +318,14 @@ class CouponListView(KeyedView):
         if reference := params.get("pool", "").strip():
             coupons = coupons.filter(pool=self.pool_or_404(reference))
         paginator = CouponCursor()
-        page = paginator.paginate_queryset(coupons.select_related("pool", "customer", "terms__effective"), request, view=self)
+        if not code:
+            page = paginator.paginate_queryset(coupons.select_related("pool", "customer", "terms__effective"), request, view=self)
+            return paginator.get_paginated_response(CouponSerializer(page, many=True).data)
+        # A query by code is a code lookup: an empty answer counts as a failed one.
+        with self.lookup(params.get("customer", "")) as lookup:
+            page = paginator.paginate_queryset(coupons.select_related("pool", "customer", "terms__effective"), request, view=self)
+            if not page and not request.query_params.get(paginator.cursor_query_param):
+                lookup.failed()
         return paginator.get_paginated_response(CouponSerializer(page, many=True).data)
 
 
@@ -373,10 +386,9 @@ class EventView(KeyedView):
         try:
             with self.lookup(data["customer"]) as lookup:
                 outcome = services.event_record(
-                    api_key=request.user, customer_id=data["customer"], action=data["action"], data=data["data"]
+                    api_key=request.user, customer_id=data["customer"], action=data["action"], data=data["data"],
+                    refused=lookup.failed,
                 )
-                for _ in (r for r in outcome.results if r.result == "refused"):
-                    lookup.failed()
         except CouponActionError as exc:
             raise refused(exc) from None
         return Response({
@@ -430,6 +442,14 @@ class BulkOperationView(KeyedView):
         pool = self.pool_or_404(reference)
         serializer = BulkRequestSerializer(data=request.data, context={"action": action})
         serializer.is_valid(raise_exception=True)
+        if action == BulkOperation.Action.ADD:
+            # Codes are unique across all pools: adding one that another group's pool holds
+            # would confirm that it exists. Such a request is refused as a failed lookup
+            # that spends the key's whole budget (one such answer per lock-out window).
+            with self.lookup() as lookup:
+                if services.codes_held_elsewhere(request.user, [item["code"] for item in serializer.validated_data["coupons"]]):
+                    lookup.failed(weight=None)
+                    limits.lookup_guard(api_key=request.user)
         try:
             with transaction.atomic():
                 operation = services.bulk_start(

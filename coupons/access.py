@@ -1,24 +1,38 @@
 """What a principal may see beyond pools (``pools.access`` holds the pool rule):
 coupons, events and jobs of the pools it may see, and customers.
 
-A principal limited to groups sees a customer (with their email and currency) only when
-the customer holds, or held, a coupon of a pool it may see; and a customer nobody has
-given a coupon yet (in no pool at all), so that a shop can create its customer and
-update it again before the first claim. Updating a customer it may not see is refused
-as if the customer did not exist.
+A principal limited to groups sees a customer (with their email and currency) when the
+customer holds, or held, a coupon of a pool it may see. A customer who holds none yet
+is like a pool: one created by a limited key or user belongs to their groups
+(``created_for``) and is seen by those groups' keys and users (a shop can create its
+customer and update it again before the first claim); one created by an unrestricted
+principal or the system belongs to no group and, like the pools of no group, is seen by
+every user but by no key limited to groups. Updating a customer it may not see is
+refused as if the customer did not exist.
 """
 
 from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from pools.access import is_unrestricted, pools_visible
+from pools.access import is_api_key, is_unrestricted, pool_scoped, principal_groups, pools_visible
 
 from .models import Coupon, Customer, CustomerEvent
 
 
 def visible_coupons(principal) -> Q:
-    return Q() if is_unrestricted(principal) else Q(pool__in=pools_visible(principal))
+    return pool_scoped(principal)
+
+
+def visible_jobs(model, principal) -> Q:
+    """Jobs of every kind (pages, the Jobs page, the admin): those of the pools the
+    principal may see; an upload not given a pool yet, to the user who uploaded it."""
+    if is_unrestricted(principal):
+        return Q()
+    visible = Q(pool__in=pools_visible(principal))
+    if model._meta.get_field("pool").null:
+        visible |= Q(pool__isnull=True, created_by=principal)
+    return visible
 
 
 def visible_events(principal) -> Q:
@@ -31,11 +45,21 @@ def visible_customers(principal) -> Q:
     pools = pools_visible(principal)
     holds = Coupon.objects.filter(customer=OuterRef("pk"))
     history = CustomerEvent.objects.filter(customer=OuterRef("pk"))
+    created_for = Customer.created_for.through.objects.filter(customer=OuterRef("pk"))
+    introduced = Q(Exists(created_for.filter(group__in=principal_groups(principal))))
+    if not is_api_key(principal):  # users see the pools of no group: and the customers of none
+        introduced |= ~Q(Exists(created_for))
     return (
         Q(Exists(holds.filter(pool__in=pools)))
         | Q(Exists(history.filter(pool__in=pools)))
-        | (~Q(Exists(holds)) & ~Q(Exists(history)))
+        | (~Q(Exists(holds)) & ~Q(Exists(history)) & introduced)
     )
+
+
+def customer_created_by(principal, customer: Customer) -> None:
+    """Record that a limited principal created ``customer`` (see ``created_for``)."""
+    if not is_unrestricted(principal):
+        customer.created_for.set([group for (group,) in principal_groups(principal)])
 
 
 def customers_visible(principal) -> QuerySet[Customer]:

@@ -3,13 +3,13 @@ from django.contrib import admin
 from couponsite.admin import EstimatedCountPaginator, ScopedAdmin, ScopedReadOnlyAdmin
 from pools.access import pool_scoped
 
-from .access import visible_customers, visible_events
+from .access import visible_coupons, visible_customers, visible_events, visible_jobs
 from .models import Coupon, CouponJob, Customer, CustomerEvent, ExportJob, GenerationBatch, GiftCardRedemption
 
 
 @admin.register(Coupon)
 class CouponAdmin(ScopedReadOnlyAdmin):
-    scope = staticmethod(pool_scoped)
+    scope = staticmethod(visible_coupons)
     list_display = ("code", "pool", "status", "customer", "claimed_at", "expires_at", "usages")
     list_select_related = ("pool", "customer")
     search_fields = ("=code",)
@@ -49,20 +49,20 @@ class GiftCardRedemptionAdmin(ScopedReadOnlyAdmin):
 
 @admin.register(CouponJob)
 class CouponJobAdmin(ScopedReadOnlyAdmin):
-    scope = staticmethod(pool_scoped)
+    scope = staticmethod(lambda user: visible_jobs(CouponJob, user))
     list_display = ("id", "kind", "pool", "status", "processed", "total", "applied", "created_at", "finished_at")
     list_filter = ("kind", "status")
 
 
 @admin.register(GenerationBatch)
 class GenerationBatchAdmin(ScopedReadOnlyAdmin):
-    scope = staticmethod(pool_scoped)
+    scope = staticmethod(lambda user: visible_jobs(GenerationBatch, user))
     list_display = ("id", "pool", "total", "processed", "status", "created_by", "created_at", "finished_at")
     list_filter = ("status",)
 
 
 @admin.register(ExportJob)
 class ExportJobAdmin(ScopedReadOnlyAdmin):
-    scope = staticmethod(pool_scoped)
+    scope = staticmethod(lambda user: visible_jobs(ExportJob, user))
     list_display = ("id", "pool", "status", "processed", "total", "compress", "created_by", "created_at", "expires_at")
     list_filter = ("status",)

@@ -46,6 +46,9 @@ class Customer(models.Model):
     email = models.EmailField(blank=True)
     currency = models.CharField(max_length=3, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The groups of the limited key or manager that created the customer: they see it
+    # before it holds a coupon of their pools (``coupons.access``).
+    created_for = models.ManyToManyField("auth.Group", blank=True, related_name="+")
 
     class Meta:
         ordering = ["-id"]

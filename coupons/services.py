@@ -25,6 +25,7 @@ from pools.models import CouponPool, CouponTerms, PoolSource
 from pools.patterns import PatternError
 from pools.selectors import terms_get
 
+from .access import customer_visible, visible_customers
 from .models import (
     ActorKind,
     Coupon,
@@ -184,8 +185,13 @@ def _check_currency(coupon_or_pool_terms, customer: Customer) -> None:
         )
 
 
-def customer_find(*, external_id: str = "", email: str = "") -> Customer:
-    """The customer named by ID and/or email; both given must name the same customer."""
+def customer_find(*, external_id: str = "", email: str = "", principal=None) -> Customer:
+    """The customer named by ID and/or email; both given must name the same customer.
+
+    For a ``principal`` limited to groups, an email finds only a customer it may see
+    (``coupons.access``), and an ID with an email is confirmed only for one it may see:
+    another group's customers' emails are not told, not even as "it matches".
+    """
     external_id, email = (external_id or "").strip(), (email or "").strip()
     if not external_id and not email:
         raise CouponActionError("Enter the target customer's ID or email.", code="customer_required")
@@ -193,12 +199,17 @@ def customer_find(*, external_id: str = "", email: str = "") -> Customer:
         customer = Customer.objects.filter(external_id=external_id).first()
         if customer is None:
             raise CouponActionError(f"No customer has the ID {external_id}.", code="customer_not_found")
-        if email and customer.email.lower() != email.lower():
+        if email and (customer.email.lower() != email.lower()
+                      or (principal is not None and not customer_visible(principal, customer))):
             raise CouponActionError(
-                f"Customer {external_id} has a different email than {email}.", code="customer_mismatch"
+                f"The email {email} is not customer {external_id}'s, or cannot be checked for this customer; "
+                "enter the customer ID alone.", code="customer_mismatch",
             )
         return customer
-    matches = list(Customer.objects.filter(email__iexact=email)[:2])
+    found = Customer.objects.filter(email__iexact=email)
+    if principal is not None:
+        found = found.filter(visible_customers(principal))
+    matches = list(found[:2])
     if not matches:
         raise CouponActionError(f"No customer has the email {email}.", code="customer_not_found")
     if len(matches) > 1:
@@ -607,7 +618,8 @@ def coupon_unassign(*, coupon: Coupon, actor: Actor) -> Coupon:
 
 @transaction.atomic
 def coupon_transfer(*, coupon: Coupon, actor: Actor, customer_id: str = "", email: str = "") -> Coupon:
-    target = customer_find(external_id=customer_id, email=email)
+    principal = actor.user if actor.kind == ActorKind.USER else None
+    target = customer_find(external_id=customer_id, email=email, principal=principal)
     coupon = _lock(coupon)
     RULES["transfer"].check(coupon)
     now = timezone.now()

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpResponseBadRequest, JsonResponse
 
@@ -12,6 +13,16 @@ def error_body(type: str, code: str, message: str, details=None) -> dict:
 
 def is_api(request) -> bool:
     return request.path_info.startswith("/api/")
+
+
+def client_ip(request) -> str:
+    """The client's address: behind ``TRUSTED_PROXIES`` proxies, the address the
+    outermost of them saw (from X-Forwarded-For); else the connection's."""
+    proxies = settings.TRUSTED_PROXIES
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies and forwarded:
+        return forwarded[-min(proxies, len(forwarded))]
+    return request.META.get("REMOTE_ADDR", "")
 
 
 class RequestHygieneMiddleware:
@@ -36,7 +47,10 @@ class RequestHygieneMiddleware:
             return "NUL characters are not allowed in addresses."
         if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()):
             return "NUL characters are not allowed in the query."
-        if request.method == "POST" and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        # The API reads JSON only (a form body is its 415); a page's form is checked here.
+        if request.method == "POST" and not is_api(request) and request.content_type in (
+            "application/x-www-form-urlencoded", "multipart/form-data"
+        ):
             if any("\x00" in key or any("\x00" in v for v in values) for key, values in request.POST.lists()):
                 return "NUL characters are not allowed in a form."
         return None

@@ -74,7 +74,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXIES", default=0) or None
+AXES_CLIENT_IP_CALLABLE = "couponsite.middleware.client_ip"  # the API's rule: TRUSTED_PROXIES
 
 ROOT_URLCONF = "couponsite.urls"
 WSGI_APPLICATION = "couponsite.wsgi.application"
@@ -85,6 +85,7 @@ TEMPLATES = [
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
+            "libraries": {"site_tags": "couponsite.templatetags.site_tags"},
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Q
 
-from coupons.jobs.selectors import job_visibility
+from coupons.access import visible_jobs
 from couponsite.admin import EstimatedCountPaginator, ScopedReadOnlyAdmin
 
 from .models import ImportJob, ImportRejection
@@ -9,7 +9,7 @@ from .models import ImportJob, ImportRejection
 
 @admin.register(ImportJob)
 class ImportJobAdmin(ScopedReadOnlyAdmin):
-    scope = staticmethod(lambda user: job_visibility(ImportJob, user))
+    scope = staticmethod(lambda user: visible_jobs(ImportJob, user))
     list_display = ("id", "original_name", "pool", "status", "total", "created", "duplicates_in_file",
                     "existing", "invalid", "created_by", "created_at")
     list_filter = ("status",)
@@ -19,7 +19,7 @@ class ImportJobAdmin(ScopedReadOnlyAdmin):
 
 @admin.register(ImportRejection)
 class ImportRejectionAdmin(ScopedReadOnlyAdmin):
-    scope = staticmethod(lambda user: Q(job__in=ImportJob.objects.filter(job_visibility(ImportJob, user))))
+    scope = staticmethod(lambda user: Q(job__in=ImportJob.objects.filter(visible_jobs(ImportJob, user))))
     list_display = ("job", "row", "outcome", "code", "reason")
     list_filter = ("outcome",)
     raw_id_fields = ("job",)

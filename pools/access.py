@@ -13,6 +13,7 @@ parity test.
 
 from __future__ import annotations
 
+from django.contrib.auth.models import Group
 from django.db.models import Exists, Q, QuerySet
 
 from .models import CouponPool
@@ -42,6 +43,19 @@ def visible_pools(principal) -> Q:
     if principal.is_superuser:
         return Q()
     return Q(user_group__isnull=True) | Q(user_group__in=principal.groups.all())
+
+
+def principal_groups(principal) -> QuerySet:
+    """The ids of the groups a key is limited to, or a user belongs to."""
+    if is_api_key(principal):
+        return type(principal).groups.through.objects.filter(apikey_id=principal.pk).values_list("group_id")
+    return principal.groups.values_list("pk")
+
+
+def groups_assignable(user) -> QuerySet[Group]:
+    """The groups a user may give a pool or an API key (UI, admin, API keys page): any
+    for a superuser, else only the user's own."""
+    return Group.objects.order_by("name") if user.is_superuser else user.groups.order_by("name")
 
 
 def pools_visible(principal) -> QuerySet[CouponPool]:

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from couponsite.admin import ScopedReadOnlyAdmin
 
-from .access import pool_scoped, visible_pools
+from .access import groups_assignable, pool_scoped, visible_pools
 from .models import CouponPool, CouponTerms, ModuleSettings, Product, Store
 from .services import pool_terms_sync
 
@@ -23,8 +23,7 @@ class CouponPoolAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "user_group" and not request.user.is_superuser:
-            # Same rule as the Management UI: only a group the user belongs to.
-            kwargs["queryset"] = request.user.groups.all()
+            kwargs["queryset"] = groups_assignable(request.user)  # the Management UI's rule
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_queryset(self, request):

@@ -1,8 +1,8 @@
 from django import forms
-from django.contrib.auth.models import Group
 
 from couponsite.forms import BootstrapModelForm
 
+from .access import groups_assignable
 from .models import (
     BULK_ONLY_FIELDS,
     GIFT_CARD_ONLY_FIELDS,
@@ -73,11 +73,9 @@ class PoolForm(BootstrapModelForm):
             self.fields["expiration_period_unit"].choices
         )[1:]
         self.fields["expiration_period_count"].widget.attrs.update({"placeholder": "30", "min": 1})
-        self.fields["currency"].widget.attrs.update(
-            {"maxlength": 3, "class": "text-uppercase", "placeholder": "EUR"}
-        )
-        groups = Group.objects.all() if user.is_superuser else user.groups.all()
-        self.fields["user_group"].queryset = groups.order_by("name")
+        currency = self.fields["currency"].widget.attrs
+        currency.update({"maxlength": 3, "placeholder": "EUR", "class": f"{currency.get('class', '')} text-uppercase".strip()})
+        self.fields["user_group"].queryset = groups_assignable(user)
         self.fields["user_group"].empty_label = "No group: every user can see this pool"
         for name in ("value", "minimum_value", "minimum_redemption_value", "purchase_minimum"):
             self.fields[name].widget.attrs.update({"step": "0.01", "min": "0.01"})

@@ -79,8 +79,19 @@ class TestApiCustomers:
         api = api_for(world["groups"]["a"])
         assert api.put("/api/v1/customers/cust-a", {"email": "new-a@example.com"}, format="json").json()["email"] == "new-a@example.com"
         assert api.put("/api/v1/customers/brand-new", {"email": "n@example.com"}, format="json").status_code == 201
-        # Not served yet by anyone: the shop may send its update again before the first claim.
+        # Not served yet by anyone: the shop (or another key of its group) may send its
+        # update again before the first claim; another group's key may not read it.
         assert api.put("/api/v1/customers/brand-new", {"currency": "EUR"}, format="json").status_code == 200
+        assert api_for(world["groups"]["a"]).put("/api/v1/customers/brand-new", {}, format="json").status_code == 200
+        other = api_for(world["groups"]["b"]).put("/api/v1/customers/brand-new", {}, format="json")
+        assert other.status_code == 404 and "n@example.com" not in other.content.decode()
+
+    def test_a_customer_of_no_group_is_seen_by_no_limited_key(self, world):
+        """A customer without coupons created by no limited principal (``cust-new``) is
+        like a pool of no group: keys limited to groups do not see it."""
+        response = api_for(world["groups"]["a"]).put("/api/v1/customers/cust-new", {}, format="json")
+        assert response.status_code == 404 and "@example.com" not in response.content.decode()
+        assert api_for().put("/api/v1/customers/cust-new", {}, format="json").status_code == 200
 
     def test_an_unrestricted_key_sees_everyone(self, world):
         assert api_for().put("/api/v1/customers/cust-b", {}, format="json").json()["email"] == "b@example.com"
@@ -104,11 +115,28 @@ class TestPages:
         user = UserFactory(groups=[world["groups"]["a"]])
         client.force_login(user)
         listed = {c.external_id for c in client.get(reverse("coupons:customers")).context["table"].data}
-        assert listed == {"cust-a", "cust-open", "cust-new"}
+        assert listed == {"cust-a", "cust-open", "cust-new"}  # cust-new: of no group, like the open pool
         assert list(client.get(reverse("coupons:customers"), {"q": "b@example.com"}).context["table"].data) == []
         b = world["customers"]["b"]
         assert client.get(reverse("coupons:customer", args=[b.pk])).status_code == 404
         assert client.post(reverse("coupons:customer_assign", args=[b.pk]), {"pool": world["pools"]["a"].pk}).status_code == 404
+
+    def test_a_transfer_tells_nothing_of_another_groups_customer(self, world, client):
+        from couponsite.permissions import manager_group_ensure
+
+        user = UserFactory(groups=[world["groups"]["a"], manager_group_ensure()])
+        client.force_login(user)
+        coupon = CouponFactory(pool=world["pools"]["a"], code="MOVE-A", status=S.CLAIMED, customer=world["customers"]["a"])
+        url = reverse("coupons:coupon_action", args=[coupon.pk, "transfer"])
+        def said(data):
+            return [str(m) for m in client.post(url, data, follow=True).context["messages"]]
+
+        wrong = said({"customer_id": "cust-b", "email": "guess@example.com"})
+        right = said({"customer_id": "cust-b", "email": "b@example.com"})
+        assert "cannot be checked" in wrong[0] and [m.replace("guess@", "b@") for m in wrong] == right
+        assert "No customer has the email b@example.com" in said({"email": "b@example.com"})[0]
+        coupon.refresh_from_db()
+        assert coupon.customer == world["customers"]["a"]  # nothing moved
 
     def test_a_superuser_sees_everyone(self, world, client):
         client.force_login(UserFactory(username="root", is_superuser=True, is_staff=True))

@@ -1,7 +1,7 @@
 """Who sees which job, and the Jobs page's list: every kind, newest first, in keyset pages.
 
-A job is visible to the users who may see its pool (the pools' group rules); an upload
-not given a pool yet is visible to the user who uploaded it. Superusers see all.
+Who may see a job is ``coupons.access.visible_jobs`` (the pools' rule; an upload not
+given a pool yet, to the user who uploaded it).
 """
 
 from __future__ import annotations
@@ -14,23 +14,13 @@ from django.db.models import Q, QuerySet, Value
 from django.db.models.fields import CharField
 from django.http import Http404
 
-from pools.access import is_unrestricted, pools_visible
-
+from ..access import visible_jobs
 from .base import LIVE, Job
 from .registry import JobKind, kind_named, kinds
 
 
-def job_visibility(model: type[Job], user) -> Q:
-    if is_unrestricted(user):
-        return Q()
-    visible = Q(pool__in=pools_visible(user))
-    if model._meta.get_field("pool").null:
-        visible |= Q(pool__isnull=True, created_by=user)
-    return visible
-
-
 def jobs_visible(model: type[Job], *, user) -> QuerySet:
-    return model.objects.filter(job_visibility(model, user))
+    return model.objects.filter(visible_jobs(model, user))
 
 
 def job_get_visible(*, kind: str, pk: int, user) -> Job:

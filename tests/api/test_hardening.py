@@ -76,6 +76,37 @@ class TestInput:
                                content_type="application/json")
         assert response.status_code == 400 and "50000" in error(response)["message"].replace(",", "")
 
+    @pytest.mark.parametrize("charset", ["bz2", "zlib", "rot13", "latin-1"])
+    def test_a_body_in_any_charset_but_utf_is_a_415_and_never_decompressed(self, api, charset):
+        import bz2
+
+        bomb = bz2.compress(json.dumps({"coupons": ["X" * 100] * 100_000}).encode())  # 10 MB in 20 KB
+        response = api.generic("POST", f"/api/v1/bulk-operation/coupons/{PoolFactory().pk}/add", bomb,
+                               content_type=f"application/json; charset={charset}")
+        assert response.status_code == 415 and error(response)["code"] == "unsupported_charset"
+        utf16 = api.generic("PUT", "/api/v1/customers/c-16", json.dumps({"email": "x@example.com"}).encode("utf-16"),
+                            content_type="application/json; charset=utf-16")
+        assert utf16.status_code == 201
+
+    @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                              "multipart/form-data"])
+    def test_a_form_body_under_the_api_is_a_json_answer(self, api, settings, content_type):
+        settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 10
+        body = "&".join(f"f{n}=v" for n in range(50)) if "urlencoded" in content_type else "--x\r\nbroken"
+        response = api.generic("POST", "/api/v1/events", body, content_type=content_type)
+        assert response.status_code == 415 and response["Content-Type"] == "application/json"
+        assert error(response)["code"] == "unsupported_media_type"
+
+    @pytest.mark.parametrize("position", ["abc", "1.5", "\x00", "-3", "99999999999999999999"])
+    def test_a_forged_cursor_is_a_400(self, api, position):
+        from base64 import b64encode
+        from urllib.parse import urlencode
+
+        cursor = b64encode(urlencode({"p": position, "o": "0"}).encode()).decode()
+        for url in ("/api/v1/coupons", "/api/v1/coupon-pools"):
+            response = api.get(url, {"cursor": cursor})
+            assert response.status_code == 400 and error(response)["code"] == "invalid_cursor", (url, response.content)
+
     @pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
     def test_any_method_on_an_unknown_api_url_is_a_json_404_without_csrf(self, api, method):
         for url in ("/api/v1/nope", "/api/v1/coupon-pools/1/claim/extra", "/api/v2/coupons"):
@@ -168,6 +199,26 @@ class TestRaces:
         coupon.refresh_from_db()
         transfers = coupon.pk and Coupon.objects.get(pk=coupon.pk).customer
         assert transfers is not None and transfers.external_id in {"holder", *(t.external_id for t in targets)}
+
+    def test_checkouts_naming_the_same_coupons_in_another_order_do_not_deadlock(self, key):
+        ModuleSettings.objects.update_or_create(pk=1, defaults={"auto_redeem": True})
+        pool = PoolFactory()
+        anna = CustomerFactory(external_id="anna", currency="EUR")
+        codes = [f"PAIR-{n}" for n in range(4)]
+        for code in codes:
+            CouponFactory(pool=pool, code=code, status=S.CLAIMED, customer=anna)
+
+        def checkout(n):
+            basket = codes if n % 2 else list(reversed(codes))
+            response = client_for(key).post("/api/v1/events", {
+                "action": "checkout", "customer": "anna", "data": {"total": "100.00", "coupons": basket},
+            }, format="json")
+            return response.status_code, [c["result"] for c in response.json().get("coupons", [])]
+
+        answers = self.at_once(10, checkout)
+        assert {status for status, _ in answers} == {200}, answers
+        assert sum(results.count("redeemed") for _, results in answers) == len(codes)  # each once
+        assert Coupon.objects.filter(code__in=codes, status=S.REDEEMED).count() == len(codes)
 
     def test_parallel_checkouts_on_one_gift_card_pay_exactly_its_balance(self, key):
         ModuleSettings.objects.update_or_create(pk=1, defaults={"auto_redeem": True})

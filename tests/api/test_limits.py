@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from api.models import LookupLockout
 from api.services import api_key_create
-from coupons.models import CouponStatus
+from coupons.models import Coupon, CouponStatus
 from tests.factories import BulkPoolFactory, CouponFactory, GroupFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +45,8 @@ class TestRequestLimits:
         assert 0 < int(answers[0]["X-RateLimit-Reset"]) <= 60
         assert error(answers[-1])["code"] == "rate_limited" and "at most 5 per minute" in error(answers[-1])["message"]
         assert 1 <= int(answers[-1]["Retry-After"]) <= 60
+        assert (answers[-1]["X-RateLimit-Limit"], answers[-1]["X-RateLimit-Remaining"]) == ("5", "0")
+        assert answers[-1]["X-RateLimit-Reset"] == answers[-1]["Retry-After"]
         other = client_for(api_key_create(name="Quiet shop")[1])
         assert other.get("/api/v1/coupon-pools").status_code == 200  # each key has its own budget
 
@@ -97,6 +99,59 @@ class TestFailedLookups:
         assert blocked.status_code == 429 and "This customer" in error(blocked)["message"]
         assert LookupLockout.objects.filter(scope="customer", customer="invented").count() == 1
 
+    def test_another_groups_key_cannot_lock_this_groups_customer_out(self):
+        mine, theirs = GroupFactory(), GroupFactory()
+        CouponFactory(pool=PoolFactory(user_group=mine), code="MINE-1", status=S.UNASSIGNED)
+        attacker = client_for(api_key_create(name="Theirs", groups=[theirs])[1])
+        for n in range(5):
+            attacker.post("/api/v1/events", {"action": "coupon_redeem", "customer": "alice", "data": {"code": f"G-{n}"}},
+                          format="json")
+        assert error(attacker.get("/api/v1/coupons/G-9", {"customer": "alice"}))["code"] == "lookup_locked"
+        shop = client_for(api_key_create(name="Mine", groups=[mine])[1])
+        assert shop.post("/api/v1/coupons/MINE-1/validate", {"total": "10.00", "customer": "alice"},
+                         format="json").status_code == 200
+        assert LookupLockout.objects.get(scope="customer").customer == "alice"
+
+    def test_a_checkout_of_many_codes_looks_up_no_more_than_the_budget(self, settings):
+        from pools.models import ModuleSettings
+
+        ModuleSettings.objects.update_or_create(pk=1, defaults={"auto_redeem": True})
+        settings.API_LOOKUP_FAILURES_PER_CUSTOMER = "100/10m"
+        CouponFactory(pool=PoolFactory(), code="HIDDEN-99", status=S.UNASSIGNED)
+        api = client_for(api_key_create(name="Attacker")[1])
+        guesses = [f"HIDDEN-{n:02d}" for n in range(100)]
+        response = api.post("/api/v1/events", {"action": "checkout", "customer": "eve",
+                                                "data": {"total": "10.00", "coupons": guesses}}, format="json")
+        results = response.json()["coupons"]
+        looked_up = [r for r in results if not r["message"].startswith("Not looked up")]
+        assert len(looked_up) == 6  # five failures within the budget, the sixth locks
+        assert all(r["result"] == "refused" for r in results) and "HIDDEN-99" not in str(looked_up)
+        assert api.post("/api/v1/events", {"action": "checkout", "customer": "eve",
+                                           "data": {"total": "10.00", "coupons": ["HIDDEN-99"]}}, format="json").status_code == 429
+
+    def test_a_bulk_add_of_another_groups_code_is_refused_and_spends_the_whole_budget(self):
+        mine, theirs = GroupFactory(), GroupFactory()
+        CouponFactory(pool=PoolFactory(user_group=theirs), code="SECRET-42")
+        pool = PoolFactory(user_group=mine, source="uploaded")
+        CouponFactory(pool=pool, code="OWN-1")
+        api = client_for(api_key_create(name="Mine", groups=[mine])[1])
+        url = f"/api/v1/bulk-operation/coupons/{pool.pk}/add"
+        # Its own pool's codes are the usual "exists already" result, not a failed lookup
+        assert api.post(url, {"coupons": ["OWN-1", "NEW-1"]}, format="json").status_code == 202
+        guess = api.post(url, {"coupons": [f"SECRET-{n:02d}" for n in range(100)]}, format="json")
+        assert guess.status_code == 429 and error(guess)["code"] == "lookup_locked"
+        assert not Coupon.objects.filter(code__startswith="SECRET-").exclude(code="SECRET-42").exists()
+        assert api.post(url, {"coupons": ["NEW-2"]}, format="json").status_code == 429  # locked for the window
+        assert LookupLockout.objects.get().scope == "key"
+
+    def test_a_query_of_the_coupon_list_by_code_is_a_lookup(self):
+        CouponFactory(pool=PoolFactory(), code="LISTED-1", status=S.CLAIMED)
+        api = client_for(api_key_create(name="Lister")[1])
+        assert [len(api.get("/api/v1/coupons", {"code": f"LISTED-{n}"}).json()["results"]) for n in range(2, 8)] == [0] * 6
+        locked = api.get("/api/v1/coupons", {"code": "LISTED-1"})
+        assert locked.status_code == 429 and error(locked)["code"] == "lookup_locked"
+        assert api.get("/api/v1/coupons").status_code == 200  # the list itself goes on
+
     def test_another_groups_code_answers_as_if_it_did_not_exist(self):
         team = GroupFactory()
         CouponFactory(pool=PoolFactory(user_group=GroupFactory()), code="THEIRS-1")
@@ -139,10 +194,24 @@ class TestLogin:
         assert fifth.status_code == 429  # the fifth wrong password locks
         locked = client.post(reverse("login"), {"username": "lena", "password": "secret-pass-123"}, REMOTE_ADDR="192.0.2.50")
         assert locked.status_code == 429 and "Too many failed logins" in locked.content.decode()
+        assert "Logging in is refused for 15 minutes" in " ".join(locked.content.decode().split())
         assert "_auth_user_id" not in client.session
         elsewhere = client.post(reverse("login"), {"username": "lena", "password": "secret-pass-123"},
                                 REMOTE_ADDR="192.0.2.51")
         assert elsewhere.status_code == 302  # the lock is for that username from that address
+
+    def test_behind_a_trusted_proxy_the_forwarded_address_is_locked_not_the_proxy(self, client, settings):
+        settings.TRUSTED_PROXIES = 1
+        UserFactory(username="lena")
+        for _ in range(5):
+            client.post(reverse("login"), {"username": "lena", "password": "wrong"}, REMOTE_ADDR="10.0.0.1",
+                        HTTP_X_FORWARDED_FOR="198.51.100.1")
+        from axes.models import AccessAttempt
+
+        assert AccessAttempt.objects.get().ip_address == "198.51.100.1"
+        other_client = client.post(reverse("login"), {"username": "lena", "password": "secret-pass-123"},
+                                   REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.2")
+        assert other_client.status_code == 302  # another client behind the same proxy logs in
 
 
 def test_large_limits_are_counted_in_batches_that_add_up_exactly():

@@ -316,3 +316,10 @@ def test_checkbox_help_texts_are_shown(manager_client):
     html = manager_client.get(reverse("pools:edit", args=[pool.pk])).content.decode()
     assert "A customer always gets the same code from this pool." in html
     assert "Only update coupons whose value is the current value" in html
+
+
+def test_the_currency_field_keeps_its_bootstrap_class(manager_client):
+    """Upper-case by a class (the Content-Security-Policy allows no style attribute)."""
+    html = manager_client.get(reverse("pools:create")).content.decode()
+    field = next(tag for tag in html.split("<input") if 'name="currency"' in tag)
+    assert 'class="form-control text-uppercase"' in field and "style=" not in field
