@@ -3,8 +3,8 @@ from django.db.models import Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from couponsite.admin import ScopedReadOnlyAdmin
 from coupons.access import visible_jobs
+from couponsite.admin import ScopedReadOnlyAdmin
 from pools.access import groups_assignable, pool_scoped
 
 from .auth import hash_key, new_key

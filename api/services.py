@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from coupons import services as coupon_services
+from coupons.access import customer_created_by, customer_visible
 from coupons.jobs.engine import (
     JobFailed,
     JobRefused,
@@ -30,7 +31,6 @@ from coupons.jobs.engine import (
     job_is_stale,
 )
 from coupons.jobs.registry import JobKind, register
-from coupons.access import customer_created_by, customer_visible
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
@@ -38,8 +38,8 @@ from couponsite.rawsql import fetch_instance, select_list
 from imports.models import ImportJob, JobStatus, RowOutcome
 from imports.parsing import FileProblem, Options
 from imports.services import IMPORT, ImportRefused, import_resume, import_start, import_upload, job_options
-from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
 from pools.access import is_unrestricted, pool_sql, pools_visible
+from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
 from pools.selectors import terms_get
 
 from .auth import hash_key, new_key

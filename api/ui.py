@@ -1,8 +1,8 @@
 """API keys in the Management UI (administrators): list, create (shown once), revoke."""
 
 from django.contrib import messages
-from django.db.models import Exists, OuterRef
 from django.contrib.auth.mixins import PermissionRequiredMixin
+from django.db.models import Exists, OuterRef
 from django.shortcuts import get_object_or_404, redirect
 from django.views.generic import TemplateView
 

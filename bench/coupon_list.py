@@ -12,8 +12,8 @@ and what the pages sent to the database: ``count_star_over_pool`` and ``offset``
 
 import argparse
 import json
-import re
 import os
+import re
 import statistics
 import sys
 import time
@@ -44,7 +44,9 @@ def ensure_database():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=10_000_000)
+    parser.add_argument("--invalidate", type=int, default=INVALIDATE, help="coupons of the timed bulk invalidate")
     args = parser.parse_args()
+    invalidate = args.invalidate
     ensure_database()
 
     import django
@@ -75,8 +77,8 @@ def main() -> None:
         started = time.monotonic()
         coupons_seed(pool=pool, count=args.count - have)
         seed_seconds = time.monotonic() - started
-    while not unassigned.filter(pk__in=unassigned.order_by("-id").values("pk")[INVALIDATE - 1:INVALIDATE]).exists():
-        coupons_seed(pool=pool, count=INVALIDATE)  # earlier runs used the unassigned ones up
+    while not unassigned.filter(pk__in=unassigned.order_by("-id").values("pk")[invalidate - 1:invalidate]).exists():
+        coupons_seed(pool=pool, count=invalidate)  # earlier runs used the unassigned ones up
 
     user, _ = get_user_model().objects.get_or_create(username="bench-manager", defaults={"is_superuser": True})
     client = Client()
@@ -108,12 +110,12 @@ def main() -> None:
     timed("status_filter_ms", base, {"status": "claimed"})
     timed("customer_page_ms", f"/customers/{sample.customer_id}/")
 
-    bound = unassigned.order_by("-id").values_list("id", flat=True)[INVALIDATE - 1]
+    bound = unassigned.order_by("-id").values_list("id", flat=True)[invalidate - 1]
     target = Coupon.objects.filter(pool=pool, status=CouponStatus.UNASSIGNED, id__gte=bound)
     started = time.monotonic()
     result = bulk_apply(action=BULK_ACTIONS["invalidate"], queryset=target, pool_id=pool.pk, actor=Actor.system("bench"))
     figures["bulk_invalidate_s"] = round(time.monotonic() - started, 1)
-    assert result.applied == INVALIDATE, result
+    assert result.applied == invalidate, result
 
     lowered = [q.lower() for q in sql]
     figures.update({

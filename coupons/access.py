@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from pools.access import is_api_key, is_unrestricted, pool_scoped, principal_groups, pools_visible
+from pools.access import is_api_key, is_unrestricted, pool_scoped, pools_visible, principal_groups
 
 from .models import Coupon, Customer, CustomerEvent
 

@@ -18,8 +18,8 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from pools.models import CouponPool
-from .access import visible_coupons, visible_customers, visible_events
 
+from .access import visible_coupons, visible_customers, visible_events
 from .models import Coupon, CouponStatus, Customer, CustomerEvent, EventAction
 
 EXACT_COUNT_LIMIT = 100_000

@@ -30,8 +30,8 @@ from itertools import islice
 
 from django.conf import settings
 from django.core.files.base import File
-from django.db import IntegrityError, OperationalError, connection, transaction
 from django.core.files.storage import default_storage
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import ProtectedError, Q
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse

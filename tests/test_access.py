@@ -179,9 +179,8 @@ class TestAdmin:
             assert page["Location"] == reverse("admin:index")
 
     def gift_cards(self, staff, world):
-        from tests.factories import GiftCardPoolFactory
-
         from coupons.services import coupon_redeem
+        from tests.factories import GiftCardPoolFactory
 
         mine = GiftCardPoolFactory(user_group=world["groups"]["a"])
         theirs = GiftCardPoolFactory(user_group=world["groups"]["b"])

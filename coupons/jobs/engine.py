@@ -168,6 +168,10 @@ class Run:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)", [CHUNK_LOCK_WAIT])
+        if self._heartbeat is not None and (pending := self._heartbeat.drain()):
+            # Progress the heartbeat has not written yet goes in before this chunk's own
+            # counters: written later, it would undo them (a short export ended at 0).
+            self.model.objects.filter(pk=self.job_id, runner=self.token).update(**pending)
         job = rows.select_for_update(of=("self",)).get(pk=self.job_id)
         if job.runner != self.token or job.status != S.RUNNING:
             raise JobStopped
@@ -231,6 +235,7 @@ class _Heartbeat:
         self.lost = False
         self._pending: dict = {}
         self._lock = threading.Lock()
+        self._beating = threading.Lock()  # held while a beat writes
         self._stop = threading.Event()
         self._last = 0.0
         self.touched = time.monotonic()  # the last sign that the work moves on
@@ -243,6 +248,18 @@ class _Heartbeat:
         self.touched = time.monotonic()
         with self._lock:
             self._pending.update(fields)
+
+    def drain(self) -> dict:
+        """The progress not written yet, taken from the thread (after a write under way;
+        one that waits for this very transaction's row lock is left to write)."""
+        if not self._beating.acquire(timeout=2):
+            return {}
+        try:
+            with self._lock:
+                fields, self._pending = self._pending, {}
+            return fields
+        finally:
+            self._beating.release()
 
     def stop(self) -> None:
         self._stop.set()
@@ -260,6 +277,10 @@ class _Heartbeat:
             connection.close()
 
     def _beat(self) -> None:
+        with self._beating:
+            self._beat_once()
+
+    def _beat_once(self) -> None:
         if time.monotonic() - self.touched > STUCK_AFTER:
             # Alive but stuck (a lock that never comes, a storage that never answers):
             # stop vouching for it, so that the watchdog interrupts it and it can be resumed.

@@ -114,10 +114,23 @@ class TestExpiry:
         assert (event.actor_kind, event.actor_label) == ("system", "expiry task")
         assert coupons_expire_due() == 0  # a second run finds nothing
 
-    def test_beat_schedules_the_expiry_task(self):
-        from django.conf import settings
+    def test_beat_runs_the_expiry_task_when_it_is_due(self):
+        """Celery beat's own scheduler, on the schedule the settings give it: every
+        entry names a registered task, and the expiry, once due, expires a coupon."""
+        from celery.beat import Scheduler
 
-        assert settings.CELERY_BEAT_SCHEDULE["expire-coupons"]["task"] == "coupons.tasks.expire_coupons"
+        from couponsite.celery import app
+
+        app.loader.import_default_modules()
+        scheduler = Scheduler(app, lazy=True)
+        scheduler.setup_schedule()
+        entries = scheduler.schedule
+        assert {"expire-coupons", "sweep-jobs", "purge-jobs"} <= set(entries)
+        assert all(entry.task in app.tasks for entry in entries.values()), [e.task for e in entries.values()]
+        expiry = entries["expire-coupons"]
+        coupon = CouponFactory(status=S.CLAIMED, expires_at=timezone.now() - datetime.timedelta(minutes=1))
+        app.tasks[expiry.task].apply(args=expiry.args, kwargs=expiry.kwargs).get()
+        assert Coupon.objects.get(pk=coupon.pk).status == S.EXPIRED
 
 
 class TestPropagation:

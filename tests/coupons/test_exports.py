@@ -84,6 +84,18 @@ def test_an_export_job_writes_the_file_with_every_matching_row(compress, setting
     assert text == "".join(csv_lines(coupons_to_export(pool, {"status": "claimed"})))
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_short_export_run_as_a_worker_runs_it_counts_every_row(settings, tmp_path):
+    """Outside a test's transaction the heartbeat thread writes progress: its last
+    write (processed 0, queued at the start) must not undo the final counters."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    pool = tricky_pool()
+    job = export_submit(pool=pool, filters={}, compress=False, user=None, total=1_000)
+    job = job_execute(kind="export", job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE and (job.total, job.processed) == (8, 8), (job.total, job.processed)
+
+
 class TestPages:
     def test_a_small_list_streams_at_once(self, manager_client):
         pool = tricky_pool()

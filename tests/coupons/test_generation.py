@@ -469,15 +469,33 @@ class TestReviewedEdges:
 
 
 class TestGeneratedPools:
-    def test_the_one_percent_rule_does_not_trust_a_stale_estimate(self, monkeypatch):
-        from coupons import selectors
+    @pytest.mark.parametrize("estimate", [5, 9, 10, 50, None])
+    def test_near_the_one_percent_limit_the_estimate_is_not_trusted(self, monkeypatch, estimate):
+        """A large limit trusts the planner's estimate only far below it (under half):
+        from half the limit up, or with no estimate, the pool is counted exactly."""
+        from coupons import selectors, services
 
-        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: 1)  # stale statistics
+        monkeypatch.setattr(services, "EXACT_GUESSING_CHECK", 5)  # limit 10 counts as large
+        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: estimate)
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="GS-###")  # at most 10
         for _ in range(10):
             coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
         with pytest.raises(CouponActionError, match="the most its pattern allows"):
             coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
+        assert Coupon.objects.filter(pool=pool).count() == 10
+
+    def test_far_below_the_limit_the_estimate_spares_the_count(self, monkeypatch):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from coupons import selectors, services
+
+        monkeypatch.setattr(services, "EXACT_GUESSING_CHECK", 5)
+        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: 4)  # under half of 10
+        pool = PoolFactory(source=PoolSource.GENERATED, pattern="GS-###")
+        with CaptureQueriesContext(connection) as queries:
+            coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
+        assert not any("COUNT(" in query["sql"].upper() for query in queries.captured_queries)
 
     def test_claims_respect_the_one_percent_rule(self):
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="G-###")  # 1,000 combinations: 10

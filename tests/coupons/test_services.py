@@ -38,24 +38,32 @@ def events(customer=None, **filters):
     return list(queryset.filter(**filters).values_list("action", flat=True))
 
 
-ACTIONS = {
-    "invalidate": (lambda c, a: services.coupon_invalidate(coupon=c, actor=a), {S.UNASSIGNED, S.CLAIMED}),
-    "unassign": (lambda c, a: services.coupon_unassign(coupon=c, actor=a), {S.CLAIMED}),
-    "redeem": (lambda c, a: services.coupon_redeem(coupon=c, actor=a), {S.CLAIMED}),
-    "unredeem": (lambda c, a: services.coupon_unredeem(coupon=c, actor=a), {S.REDEEMED}),
-    "expire": (lambda c, a: services.coupon_expire(coupon=c, actor=a), {S.CLAIMED, S.PARTIALLY_REDEEMED}),
+ACTIONS = {  # the service, the statuses it acts on, the status it leaves, its event
+    "invalidate": (lambda c, a: services.coupon_invalidate(coupon=c, actor=a), {S.UNASSIGNED, S.CLAIMED}, S.INVALID),
+    "unassign": (lambda c, a: services.coupon_unassign(coupon=c, actor=a), {S.CLAIMED}, S.UNASSIGNED),
+    "redeem": (lambda c, a: services.coupon_redeem(coupon=c, actor=a), {S.CLAIMED}, S.REDEEMED),
+    "unredeem": (lambda c, a: services.coupon_unredeem(coupon=c, actor=a), {S.REDEEMED}, S.CLAIMED),
+    "expire": (lambda c, a: services.coupon_expire(coupon=c, actor=a), {S.CLAIMED, S.PARTIALLY_REDEEMED}, S.EXPIRED),
 }
 
 
 @pytest.mark.parametrize("action", ACTIONS)
 @pytest.mark.parametrize("status", ALL_STATUSES, ids=lambda s: s.slug)
 def test_action_from_every_status(action, status, actor):
-    run, allowed = ACTIONS[action]
+    run, allowed, after = ACTIONS[action]
     coupon = CouponFactory(status=status)
+    holder = coupon.customer
     before = snapshot(coupon)
     if status in allowed:
         run(coupon, actor)
-        assert snapshot(coupon) != before
+        state = snapshot(coupon)
+        assert state[0] == after
+        usages = {"redeem": before[4] + 1, "unredeem": max(0, before[4] - 1)}.get(action, before[4])
+        assert state[4] == usages
+        assert state[1] == (None if action == "unassign" else before[1])  # only unassign lets go of the holder
+        if holder is not None:
+            assert events(holder) == [f"coupon_{action}"]
+            assert CustomerEvent.objects.get().actor_label == actor.label
     else:
         with pytest.raises(CouponActionError) as error:
             run(coupon, actor)
@@ -330,7 +338,7 @@ EXPECTED_EVENTS = {  # action -> events written for a coupon that has a customer
 @pytest.mark.parametrize("action", ACTIONS)
 @pytest.mark.parametrize("status", ALL_STATUSES, ids=lambda s: s.slug)
 def test_allowed_actions_write_exactly_their_events_for_the_holder(action, status, actor):
-    run, allowed = ACTIONS[action]
+    run, allowed, _ = ACTIONS[action]
     if status not in allowed:
         return  # the refusals are covered above
     coupon = CouponFactory(status=status)

@@ -9,9 +9,9 @@ from django.core.files.base import ContentFile
 from django.db import connection, connections
 from django.utils import timezone
 
+from coupons.jobs.engine import JobRefused, jobs_mark_interrupted
 from coupons.models import Coupon, CouponStatus, CustomerEvent
 from imports import services
-from coupons.jobs.engine import JobRefused, jobs_mark_interrupted
 from imports.models import ImportJob, ImportPhase, ImportRejection, JobStatus, RowOutcome
 from imports.parsing import FileProblem, Options
 from imports.services import ImportRefused, import_resume, import_run, import_start, import_upload, job_options

@@ -280,7 +280,8 @@ class TestPermissions:
 def test_admin_offers_only_own_groups_to_staff(client):
     from django.contrib.auth.models import Permission
 
-    mine, other = GroupFactory(name="Mine"), GroupFactory(name="Theirs")
+    mine = GroupFactory(name="Mine")
+    GroupFactory(name="Theirs")
     staff = UserFactory(username="staffer2", is_staff=True, groups=[mine])
     staff.user_permissions.add(*Permission.objects.filter(codename__in=["add_couponpool", "view_couponpool"]))
     client.force_login(staff)
