@@ -37,11 +37,10 @@ def copy_codes(pool, lines: bytes, keep: bool = True) -> float:
 
 
 def _copy(cursor, pool, lines: bytes) -> None:
-    with cursor.copy(
-        "COPY coupons_coupon (pool_id, terms_id, code, shared_code, status, usages, claims) FROM STDIN"
-    ) as copy:
-        prefix = f"{pool.pk}\t{pool.current_terms_id}\t".encode()
-        suffix = b"\tf\t1\t0\t0\n"
+    from coupons import rows as row_shape
+
+    with cursor.copy(row_shape.UNASSIGNED_COPY) as copy:
+        prefix, suffix = (part.encode() for part in row_shape.unassigned_copy_affixes(pool.pk, pool.current_terms_id))
         step = 500_000
         rows = lines.split(b"\n")[:-1]
         for start in range(0, len(rows), step):

@@ -35,6 +35,7 @@ from couponsite.dberrors import is_deadlock
 from pools.models import CouponPool, PoolSource
 from pools.patterns import PatternError, codes_to_lines, codes_to_str
 
+from . import rows as row_sql
 from .jobs.engine import JobRefused, JobStopped, Run, job_create, job_resume, job_submitted
 from .jobs.registry import JobKind, register
 from .models import CouponStatus, GenerationBatch, JobStatus
@@ -287,8 +288,7 @@ def _insert_codes(pool: CouponPool, matrix) -> int:
     return _insert_portable(pool, codes_to_str(matrix))
 
 
-_COLUMNS = "coupons_coupon (pool_id, terms_id, code, shared_code, status, usages, claims)"
-_FROM_STAGE = f"INSERT INTO {_COLUMNS} SELECT %s, %s, code, false, %s, 0, 0 FROM generation_stage"
+_FROM_STAGE = f"{row_sql.UNASSIGNED_INSERT}SELECT %s, %s, code, false, %s, 0, 0 FROM generation_stage"
 
 
 def _insert_postgresql(pool: CouponPool, matrix) -> int:
@@ -309,8 +309,9 @@ def _insert_postgresql(pool: CouponPool, matrix) -> int:
         cursor.execute("SET LOCAL synchronous_commit = off")
         try:
             with transaction.atomic():
-                with cursor.copy(f"COPY {_COLUMNS} FROM STDIN") as copy:
-                    copy.write(_copy_rows(matrix, prefix=f"{pool.pk}\t{pool.current_terms_id}\t", suffix="\tf\t1\t0\t0\n"))
+                with cursor.copy(row_sql.UNASSIGNED_COPY) as copy:
+                    prefix, suffix = row_sql.unassigned_copy_affixes(pool.pk, pool.current_terms_id)
+                    copy.write(_copy_rows(matrix, prefix=prefix, suffix=suffix))
                 return len(matrix)
         except (IntegrityError, psycopg.IntegrityError):  # cursor.copy is psycopg's own, unwrapped
             pass
@@ -338,8 +339,7 @@ def _copy_rows(matrix, *, prefix: str, suffix: str) -> bytes:
 def _insert_portable(pool: CouponPool, codes: list[str]) -> int:
     with connection.cursor() as cursor:
         cursor.executemany(
-            "INSERT OR IGNORE INTO coupons_coupon (pool_id, terms_id, code, shared_code, status, usages, claims) "
-            "VALUES (%s, %s, %s, 0, %s, 0, 0)",
+            row_sql.UNASSIGNED_INSERT.replace("INSERT", "INSERT OR IGNORE", 1) + "VALUES (%s, %s, %s, 0, %s, 0, 0)",
             # The engine's random order: SQLite has one writer, so there is no lock order
             # to keep, and ids in code order would hand out neighbouring codes in turn.
             [(pool.pk, pool.current_terms_id, code, int(CouponStatus.UNASSIGNED)) for code in codes],

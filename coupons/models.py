@@ -120,7 +120,7 @@ class Coupon(models.Model):
             models.Index(
                 fields=["expires_at"],
                 name="coupon_due_expiry",
-                condition=Q(status__in=[2, 3], expires_at__isnull=False),
+                condition=Q(status__in=[CouponStatus.CLAIMED, CouponStatus.PARTIALLY_REDEEMED], expires_at__isnull=False),
             ),
         ]
 

@@ -17,6 +17,7 @@ from django.utils import timezone
 from pools.models import CouponPool
 from pools.patterns import parse_pattern
 
+from . import rows as row_sql
 from .models import Coupon, CouponStatus, Customer, CustomerEvent, EventAction
 
 S = CouponStatus
@@ -73,19 +74,21 @@ def _seed_postgresql(pool: CouponPool, count: int, progress) -> int:
             bounds += share
             case.append(f"WHEN r < {bounds} THEN {int(status)}")
         status_sql = f"CASE {' '.join(case)} ELSE {int(MIX[-1][0])} END"
+        held = row_sql.status_list(S.CLAIMED, S.REDEEMED, S.EXPIRED)  # a customer's, claimed once
+        recent = row_sql.status_list(S.CLAIMED, S.REDEEMED)
+        expired, redeemed = int(S.EXPIRED), int(S.REDEEMED)
         cursor.execute(
             f"""
-            INSERT INTO coupons_coupon (pool_id, terms_id, code, shared_code, status, customer_id,
-                                        claimed_at, expires_at, usages, claims, balance)
+            INSERT INTO {row_sql.COUPON_TABLE} {row_sql.column_list((*row_sql.COUPON_COLUMNS, "balance"))}
             SELECT %(pool)s, %(terms)s, s.code, false, s.status,
-                   CASE WHEN s.status IN (2, 4, 5) THEN %(first_customer)s + s.rn %% %(customers)s END,
-                   CASE WHEN s.status IN (2, 4) THEN now() - s.age * interval '25 days'
-                        WHEN s.status = 5 THEN now() - (40 + s.age * 50) * interval '1 day' END,
-                   CASE WHEN s.status IN (2, 4) THEN now() - s.age * interval '25 days' + interval '30 days'
-                        WHEN s.status = 5 THEN now() - (10 + s.age * 50) * interval '1 day' END,
-                   CASE WHEN s.status = 4 THEN 1 ELSE 0 END,
-                   CASE WHEN s.status IN (2, 4, 5) THEN 1 ELSE 0 END,
-                   CASE WHEN s.status = 4 AND %(gift)s THEN 0 END
+                   CASE WHEN s.status IN {held} THEN %(first_customer)s + s.rn %% %(customers)s END,
+                   CASE WHEN s.status IN {recent} THEN now() - s.age * interval '25 days'
+                        WHEN s.status = {expired} THEN now() - (40 + s.age * 50) * interval '1 day' END,
+                   CASE WHEN s.status IN {recent} THEN now() - s.age * interval '25 days' + interval '30 days'
+                        WHEN s.status = {expired} THEN now() - (10 + s.age * 50) * interval '1 day' END,
+                   CASE WHEN s.status = {redeemed} THEN 1 ELSE 0 END,
+                   CASE WHEN s.status IN {held} THEN 1 ELSE 0 END,
+                   CASE WHEN s.status = {redeemed} AND %(gift)s THEN 0 END
             FROM (SELECT code, {status_sql} AS status, random() AS age, row_number() OVER () AS rn
                   FROM (SELECT code, random() AS r FROM seed_codes) raw) s
             ON CONFLICT (code) WHERE shared_code = false DO NOTHING
@@ -97,14 +100,13 @@ def _seed_postgresql(pool: CouponPool, count: int, progress) -> int:
         progress(count * 3 // 4)
         # Events in time order, as the product writes them (ids follow time).
         cursor.execute(
-            "INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, "
-            "actor_user_id, actor_label, data, created_at) "
+            f"{row_sql.EVENT_INSERT}"
             "SELECT customer_id, action, id, pool_id, 'system', NULL, 'seed', jsonb_build_object('code', code), at "
             "FROM (SELECT customer_id, %s AS action, id, pool_id, code, claimed_at AS at FROM coupons_coupon "
-            "      WHERE pool_id = %s AND id > %s AND status IN (2, 4, 5) AND customer_id IS NOT NULL "
+            f"      WHERE pool_id = %s AND id > %s AND status IN {held} AND customer_id IS NOT NULL "
             "      UNION ALL "
             "      SELECT customer_id, %s, id, pool_id, code, claimed_at + interval '2 hours' FROM coupons_coupon "
-            "      WHERE pool_id = %s AND id > %s AND status = 4 AND customer_id IS NOT NULL) e "
+            f"      WHERE pool_id = %s AND id > %s AND status = {redeemed} AND customer_id IS NOT NULL) e "
             "ORDER BY at",
             [EventAction.CLAIM, pool.pk, before, EventAction.REDEEM, pool.pk, before],
         )

@@ -24,6 +24,7 @@ from pools.models import CouponPool, CouponTerms, PoolSource
 from pools.patterns import PatternError
 from pools.selectors import terms_get
 
+from . import rows as row_sql
 from .access import customer_visible, visible_customers
 from .models import (
     ActorKind,
@@ -128,12 +129,8 @@ def _lock(coupon: Coupon) -> Coupon:
     return Coupon.objects.select_related("pool", "terms__effective", "customer").get(pk=coupon.pk)
 
 
-_EVENT_INSERT = (
-    "INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, "
-    "actor_label, data, created_at) "
-)
-_EVENT_VALUES = "%s, %s, %s, %s, %s, %s, %s, %s, %s"
-_EVENT_ROW = f"{_EVENT_INSERT}VALUES ({_EVENT_VALUES})"
+_EVENT_VALUES = ", ".join(["%s"] * len(row_sql.EVENT_COLUMNS))
+_EVENT_ROW = f"{row_sql.EVENT_INSERT}VALUES ({_EVENT_VALUES})"
 
 
 def _event(action: str, *, coupon: Coupon, customer_id: int, actor: Actor, now, **data) -> None:
@@ -320,7 +317,7 @@ def _unassigned_params(pool: CouponPool) -> dict:
 # MATERIALIZED: the lock is taken once, whatever the planner would make of the CTEs.
 _CLAIM_STATEMENT = (
     "WITH next AS MATERIALIZED ("
-    " SELECT c.id, COALESCE(t.effective_id, t.id) AS effective_id FROM coupons_coupon c"
+    f" SELECT c.id, COALESCE(t.effective_id, t.id) AS effective_id FROM {row_sql.COUPON_TABLE} c"
     f" JOIN pools_couponterms t ON t.id = c.terms_id WHERE {_FIRST_UNASSIGNED}{_SKIP_LOCKED}"
     "), usable AS MATERIALIZED (SELECT id FROM next WHERE effective_id = %(terms)s"
     "), new_customer AS ("
@@ -332,10 +329,10 @@ _CLAIM_STATEMENT = (
     " UNION ALL SELECT id, email, currency, created_at FROM coupons_customer"
     " WHERE external_id = %(external_id)s AND NOT EXISTS (SELECT 1 FROM new_customer)"
     "), claimed AS ("
-    " UPDATE coupons_coupon c SET status = %(claimed)s, customer_id = customer.id, claimed_at = %(now)s,"
+    f" UPDATE {row_sql.COUPON_TABLE} c SET status = %(claimed)s, customer_id = customer.id, claimed_at = %(now)s,"
     " expires_at = %(expires_at)s, claims = 1 FROM usable, customer WHERE c.id = usable.id"
     " RETURNING {columns}"
-    f"), event AS ({_EVENT_INSERT}"
+    f"), event AS ({row_sql.EVENT_INSERT}"
     "SELECT customer_id, %(action)s, id, pool_id, %(actor_kind)s, %(actor_user)s, %(actor_label)s,"
     " jsonb_build_object('code', code), %(now)s FROM claimed"
     ") SELECT claimed.*, customer.email, customer.currency, customer.created_at FROM claimed, customer"
@@ -485,13 +482,13 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
         raise CouponActionError("Remote pools issue coupons through their callback URL.", code="remote_pool")
     _give(coupon, customer, coupon.effective_terms, now)
     # As Model.save(update_fields=...), without building the query.
-    update = "UPDATE coupons_coupon SET status = %s, customer_id = %s, claimed_at = %s, expires_at = %s, claims = 1 WHERE id = %s"
+    update = f"UPDATE {row_sql.COUPON_TABLE} SET status = %s, customer_id = %s, claimed_at = %s, expires_at = %s, claims = 1 WHERE id = %s"
     params = [int(S.CLAIMED), customer.pk, connection.ops.adapt_datetimefield_value(now),
               connection.ops.adapt_datetimefield_value(coupon.expires_at), coupon.pk]
     event = _event_params(EventAction.CLAIM, coupon=coupon, customer_id=customer.pk, actor=actor, now=now)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":  # the claim and its event in one statement: one round trip
-            cursor.execute(f"WITH claimed AS ({update} RETURNING id) {_EVENT_INSERT}SELECT {_EVENT_VALUES} FROM claimed",
+            cursor.execute(f"WITH claimed AS ({update} RETURNING id) {row_sql.EVENT_INSERT}SELECT {_EVENT_VALUES} FROM claimed",
                            params + event)
         else:
             cursor.execute(update, params)
@@ -501,7 +498,8 @@ def _claim_local(pool: CouponPool, customer: Customer, actor: Actor) -> Coupon:
 
 
 _NEXT_UNASSIGNED = (
-    "SELECT {columns}, e.id AS effective_terms_id, e.version AS effective_version FROM coupons_coupon c JOIN pools_couponterms t ON t.id = c.terms_id "
+    "SELECT {columns}, e.id AS effective_terms_id, e.version AS effective_version FROM "
+    f"{row_sql.COUPON_TABLE} c JOIN pools_couponterms t ON t.id = c.terms_id "
     f"JOIN pools_couponterms e ON e.id = COALESCE(t.effective_id, t.id) WHERE {_FIRST_UNASSIGNED}{{lock}}"
 )
 

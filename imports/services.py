@@ -37,6 +37,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 
+from coupons import rows as row_sql
 from coupons.jobs.engine import JobFailed, Run, acting_user, job_execute, job_queue, job_resume
 from coupons.jobs.registry import JobKind, register
 from coupons.jobs.storage import purge_unreferenced
@@ -615,9 +616,7 @@ def _mark_existing(cursor, stage: str, params: dict) -> None:
 def _insert_coupons(cursor, stage: str, in_chunk: str, params: dict) -> None:
     claimed = "cu.id IS NOT NULL"
     cursor.execute(
-        "INSERT INTO coupons_coupon (pool_id, terms_id, code, shared_code, status, customer_id, claimed_at, "
-        "expires_at, usages, claims) "
-        f"SELECT %(pool)s, %(terms)s, {stage}.code, false, "
+        f"{row_sql.COUPON_INSERT}SELECT %(pool)s, %(terms)s, {stage}.code, false, "
         f"CASE WHEN {claimed} THEN %(claimed)s ELSE %(unassigned)s END, cu.id, "
         f"CASE WHEN {claimed} THEN %(now)s END, "
         f"CASE WHEN {claimed} THEN COALESCE({stage}.expires_at, %(expiry)s) END, 0, "
@@ -631,9 +630,7 @@ def _insert_coupons(cursor, stage: str, in_chunk: str, params: dict) -> None:
 def _claim_events(cursor, stage: str, in_chunk: str, params: dict, actor_user) -> None:
     data = "jsonb_build_object" if _postgresql() else "json_object"
     cursor.execute(
-        "INSERT INTO coupons_customerevent (customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, "
-        "actor_label, data, created_at) "
-        f"SELECT c.customer_id, '{EventAction.CLAIM.value}', c.id, c.pool_id, %(kind)s, %(user)s, %(label)s, "
+        f"{row_sql.EVENT_INSERT}SELECT c.customer_id, '{EventAction.CLAIM.value}', c.id, c.pool_id, %(kind)s, %(user)s, %(label)s, "
         f"{data}('code', c.code, 'import', %(job)s), %(now)s "
         f"FROM {stage} JOIN coupons_coupon c ON c.shared_code = false AND c.code = {stage}.code "
         f"WHERE {in_chunk} AND {stage}.customer IS NOT NULL",
