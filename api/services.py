@@ -1,5 +1,6 @@
 """API-side services: keys, customers seen first through the API, events, bulk
-operations and basket validation. Coupon state changes go through coupons.services."""
+operations and validate. Coupon state changes go through coupons.services, basket
+validation through coupons.baskets."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from coupons import services as coupon_services
 from coupons.access import customer_created_by, customer_visible
+from coupons.baskets import Validation, coupon_check
 from coupons.jobs.engine import (
     JobFailed,
     JobRefused,
@@ -39,7 +41,7 @@ from imports.models import ImportJob, JobStatus, RowOutcome
 from imports.parsing import FileProblem, Options
 from imports.services import IMPORT, ImportRefused, import_resume, import_start, import_upload, job_options
 from pools.access import is_unrestricted, pool_sql, pools_visible
-from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
+from pools.models import CouponPool, ModuleSettings, PoolSource
 from pools.selectors import terms_get
 
 from .auth import hash_key, new_key
@@ -459,22 +461,7 @@ register(JobKind(
 ))
 
 
-# --- basket validation ---------------------------------------------------------------
-
-
-@dataclass
-class Validation:
-    coupon: Coupon
-    reasons: list[tuple[str, str]]
-    discount: Decimal
-    free_shipping: bool
-
-    @property
-    def valid(self) -> bool:
-        return not self.reasons
-
-
-CENT = Decimal("0.01")
+# --- basket validation (the rule: coupons.baskets) ----------------------------------
 
 
 def coupon_validate(*, api_key: ApiKey, code: str, basket: dict) -> Validation:
@@ -482,52 +469,3 @@ def coupon_validate(*, api_key: ApiKey, code: str, basket: dict) -> Validation:
     discount it would give. Changes nothing."""
     customer = Customer.objects.filter(external_id=(basket.get("customer") or "").strip()).first()
     return coupon_check(coupon_for_key(api_key, code, customer), basket)
-
-
-def coupon_check(coupon: Coupon, basket: dict) -> Validation:
-    terms = coupon.effective_terms
-    total: Decimal = basket["total"]
-    reasons: list[tuple[str, str]] = []
-    now = timezone.now()
-    usable = coupon_services.RULES["redeem_gift_card" if terms.is_gift_card else "redeem"].allowed
-    if coupon.status == S.UNASSIGNED and coupon.pool.source == PoolSource.UPLOADED:
-        pass  # an uploaded coupon can be redeemed directly with a customer (SPEC 2)
-    elif coupon.status not in usable:
-        reasons.append(("status", f"The coupon is {CouponStatus(coupon.status).label.lower()}."))
-    if coupon.expires_at is not None and coupon.expires_at <= now:
-        reasons.append(("expired", f"The coupon expired on {timezone.localtime(coupon.expires_at):%Y-%m-%d %H:%M}."))
-    wanted = (basket.get("customer") or "").strip()
-    if wanted and coupon.customer_id and coupon.customer.external_id != wanted:
-        reasons.append(("customer", f"The coupon belongs to another customer than {wanted}."))
-    if terms.purchase_minimum is not None and total < terms.purchase_minimum:
-        reasons.append(("purchase_minimum", f"The basket total {total} is below the minimum purchase of {terms.purchase_minimum}."))
-    store_ids = list(terms.store_ids or [])
-    if store_ids:
-        from pools.models import Store
-
-        store = (basket.get("store") or "").strip()
-        allowed = set(Store.objects.filter(pk__in=store_ids).values_list("external_id", flat=True))
-        if store not in allowed:
-            reasons.append(("store", "The coupon is not valid in this store." if store else "The coupon is valid only in some stores; name the store."))
-    product_ids = list(terms.product_ids or [])
-    if product_ids:
-        from pools.models import Product
-
-        skus = set(Product.objects.filter(pk__in=product_ids).values_list("sku", flat=True))
-        if not skus & set(basket.get("products") or []):
-            reasons.append(("products", "The basket holds none of the products the coupon is valid for."))
-    currency = (basket.get("currency") or "").strip().upper()
-    if terms.is_gift_card and terms.currency and currency and currency != terms.currency:
-        reasons.append(("currency", f"The gift card is in {terms.currency}; the basket is in {currency or 'no currency'}."))
-    discount, free_shipping = _discount(coupon, terms, total)
-    return Validation(coupon=coupon, reasons=reasons, discount=discount if not reasons else Decimal("0.00"), free_shipping=free_shipping and not reasons)
-
-
-def _discount(coupon: Coupon, terms, total: Decimal) -> tuple[Decimal, bool]:
-    if terms.coupon_type == CouponType.FREE_SHIPPING:
-        return Decimal("0.00"), True
-    if terms.coupon_type == CouponType.PERCENTAGE:
-        return (total * (terms.value or 0) / 100).quantize(CENT, rounding=ROUND_HALF_UP), False
-    if terms.coupon_type == CouponType.GIFT_CARD:
-        return min(coupon.current_balance or Decimal("0"), total).quantize(CENT), False
-    return min(terms.value or Decimal("0"), total).quantize(CENT), False

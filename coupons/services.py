@@ -170,12 +170,12 @@ def _check_not_past_expiry(coupon: Coupon, now) -> None:
         )
 
 
-def _check_currency(coupon_or_pool_terms, customer: Customer) -> None:
-    terms = coupon_or_pool_terms
-    if terms.is_gift_card and terms.currency and customer.currency != terms.currency:
+def _check_currency(terms, customer: Customer) -> None:
+    required = terms.currency_required
+    if required and customer.currency != required:
         held = customer.currency or "no currency"
         raise CouponActionError(
-            f"These gift cards are in {terms.currency}; customer {customer.external_id} has "
+            f"These gift cards are in {required}; customer {customer.external_id} has "
             f"{held}, so they cannot receive one.",
             code="currency_mismatch",
         )
@@ -350,7 +350,7 @@ def _claim_in_one_statement(pool: CouponPool, external_id: str, email: str, curr
     ):
         return None
     terms = pool.current_terms
-    if terms.is_gift_card and terms.currency:  # the customer's currency decides: the general path checks it
+    if terms.currency_required:  # the customer's currency decides: the general path checks it
         return None
     now = timezone.now()
     fields = actor.event_fields()

@@ -339,15 +339,15 @@ def _mark_customer_problems(cursor, stage: str, pool: CouponPool) -> None:
         f"WHERE outcome = 0 AND customer IS NOT NULL AND NOT EXISTS "
         f"(SELECT 1 FROM coupons_customer cu WHERE cu.external_id = {stage}.customer)"
     )
-    terms = pool.current_terms
-    if terms.is_gift_card and terms.currency:
+    required = pool.current_terms.currency_required
+    if required:
         cursor.execute(
             f"UPDATE {stage} SET outcome = {INVALID}, "
-            f"reason = 'These gift cards are in {terms.currency}; customer \"' || customer || '\" has ' || "
+            f"reason = 'These gift cards are in {required}; customer \"' || customer || '\" has ' || "
             "CASE WHEN cu.currency = '' THEN 'no currency' ELSE cu.currency END || '.' "
             f"FROM coupons_customer cu WHERE {stage}.outcome = 0 AND cu.external_id = {stage}.customer "
             "AND cu.currency <> %s",
-            [terms.currency],
+            [required],
         )
     if pool.aggregated:
         cursor.execute(

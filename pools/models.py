@@ -186,6 +186,12 @@ class CouponTerms(models.Model):
     def is_gift_card(self) -> bool:
         return self.coupon_type == CouponType.GIFT_CARD
 
+    @property
+    def currency_required(self) -> str:
+        """The currency a customer (to receive one) and a basket (to pay with one) must
+        be in: a gift card's, when it names one; "" when any will do. The one rule."""
+        return self.currency if self.is_gift_card and self.currency else ""
+
     def expires_at(self, claimed_at: datetime.datetime) -> datetime.datetime | None:
         return period_end(claimed_at, self.expiration_period_count, self.expiration_period_unit)
 

@@ -20,6 +20,7 @@ from django.test import Client
 from django.urls import reverse
 
 from api.services import bulk_start
+from coupons import rows
 from coupons.bulk import BULK_ACTIONS, bulk_submit
 from coupons.exports import export_submit
 from coupons.jobs import engine
@@ -44,8 +45,8 @@ def seed(pool, count: int, prefix: str, *, claimed: bool) -> None:
                 "SELECT %s || g, '', '', now() FROM generate_series(1, %s) g", [prefix, count],
             )
         cursor.execute(
-            "INSERT INTO coupons_coupon (pool_id, terms_id, code, shared_code, status, customer_id, claimed_at, usages, claims) "
-            f"SELECT %s, %s, %s || g, false, %s, {'cu.id' if claimed else 'NULL'}, {'now()' if claimed else 'NULL'}, 0, %s "
+            f"{rows.COUPON_INSERT}"
+            f"SELECT %s, %s, %s || g, false, %s, {'cu.id' if claimed else 'NULL'}, {'now()' if claimed else 'NULL'}, NULL, 0, %s "
             "FROM generate_series(1, %s) g "
             + ("JOIN coupons_customer cu ON cu.external_id = %s || g" if claimed else ""),
             [pool.pk, pool.current_terms_id, prefix, int(S.CLAIMED if claimed else S.UNASSIGNED), int(claimed), count]
