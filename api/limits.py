@@ -30,7 +30,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
-from pools.access import is_unrestricted
+from pools.access import is_unrestricted, principal_groups
 
 from .errors import ApiError
 
@@ -193,10 +193,9 @@ def _lock_key(scope: str, ident) -> str:
 def _customer(api_key, customer: str) -> str:
     """A customer's budget is counted per group scope of the keys (keys of the same
     groups share it; another group's key cannot lock this group's customers out)."""
-    if is_unrestricted(api_key):
-        return f"all|{customer}"
     if not hasattr(api_key, "_lookup_scope"):
-        api_key._lookup_scope = ",".join(map(str, sorted(api_key.groups.values_list("pk", flat=True))))
+        api_key._lookup_scope = "all" if is_unrestricted(api_key) else ",".join(
+            sorted(str(group) for (group,) in principal_groups(api_key)))
     return f"{api_key._lookup_scope}|{customer}"
 
 
@@ -217,25 +216,27 @@ def lookup_failed(*, api_key, customer: str = "", weight: int | None = 1) -> boo
     the budget holds, so that it locks at once); a used-up budget locks the key (or the
     customer) out of code lookups. Whether it is locked out now."""
     now = _now()
-    checks = [("key", api_key.pk, Rate.parse(settings.API_LOOKUP_FAILURES_PER_KEY))]
+    # (scope, what its counter and lock are keyed by, who it is in the log and the admin, rate)
+    checks = [("key", api_key.pk, api_key.prefix, Rate.parse(settings.API_LOOKUP_FAILURES_PER_KEY))]
     if customer:
-        checks.append(("customer", _customer(api_key, customer), Rate.parse(settings.API_LOOKUP_FAILURES_PER_CUSTOMER)))
-    steps = [rate.count + 1 if weight is None else weight for _, _, rate in checks]
+        checks.append(("customer", _customer(api_key, customer), customer,
+                       Rate.parse(settings.API_LOOKUP_FAILURES_PER_CUSTOMER)))
+    steps = [rate.count + 1 if weight is None else weight for *_, rate in checks]
     counts = _count([(f"lookup-fail:{scope}:{_ident(ident)}:{_window(rate, now)[0]}", rate.seconds + 1)
-                     for scope, ident, rate in checks], steps)
-    for (scope, ident, rate), count, step in zip(checks, counts, steps, strict=True):
+                     for scope, ident, _, rate in checks], steps)
+    for (scope, ident, shown, rate), count, step in zip(checks, counts, steps, strict=True):
         if count - step <= rate.count < count:  # the failure that goes over the budget locks, once
-            _lock_out(scope, ident, api_key, rate, now)
-    return any(count > rate.count for (_, _, rate), count in zip(checks, counts, strict=True))
+            _lock_out(scope, ident, shown, api_key, rate, now)
+    return any(count > rate.count for (*_, rate), count in zip(checks, counts, strict=True))
 
 
-def _lock_out(scope: str, ident, api_key, rate: Rate, now: float) -> None:
+def _lock_out(scope: str, ident, shown: str, api_key, rate: Rate, now: float) -> None:
     from .models import LookupLockout
 
     seconds = settings.API_LOOKUP_LOCKOUT_SECONDS
     cache.set(_lock_key(scope, ident), now + seconds, seconds)
     until = timezone.now() + timedelta(seconds=seconds)
-    LookupLockout.objects.create(api_key=api_key, customer=str(ident).split("|", 1)[1] if scope == "customer" else "",
+    LookupLockout.objects.create(api_key=api_key, customer=shown if scope == "customer" else "",
                                  scope=scope, failures=rate.count, until=until)
     log.warning("Code lookups locked out for %s %s (API key %s): more than %s failures in %s s, until %s",
-                scope, ident if scope == "key" else str(ident).split("|", 1)[1], api_key.prefix, rate.count, rate.seconds, until.isoformat())
+                scope, shown, api_key.prefix, rate.count, rate.seconds, until.isoformat())

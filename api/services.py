@@ -223,8 +223,11 @@ def _checkout(api_key: ApiKey, customer: Customer, actor: Actor, data: dict, ref
         except CouponActionError as exc:
             found[code] = str(exc)
             locked_out = refused(exc.code)
-    list(Coupon.objects.select_for_update().filter(pk__in=[c.pk for c in found.values() if isinstance(c, Coupon)])
-         .order_by("pk").values_list("pk", flat=True))
+    ids = sorted(c.pk for c in found.values() if isinstance(c, Coupon))
+    list(Coupon.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    # Read again once they are all locked (as ``coupons.services._lock`` does for one).
+    fresh = Coupon.objects.select_related("pool", "customer", "terms__effective").in_bulk(ids)
+    found = {code: fresh[c.pk] if isinstance(c, Coupon) else c for code, c in found.items()}
     left = data["total"]
     basket = {"customer": customer.external_id, **{k: data[k] for k in ("currency", "store", "products") if k in data}}
     for code, coupon in found.items():
@@ -235,7 +238,6 @@ def _checkout(api_key: ApiKey, customer: Customer, actor: Actor, data: dict, ref
             outcome.results.append(EventResult(code, "refused", LOCKED_OUT))
             continue
         try:
-            coupon.refresh_from_db()
             check = coupon_check(coupon, {**basket, "total": left})
             if not check.valid:
                 raise CouponActionError(" ".join(message for _, message in check.reasons), code=check.reasons[0][0])

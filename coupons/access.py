@@ -29,7 +29,7 @@ def visible_jobs(model, principal) -> Q:
     principal may see; an upload not given a pool yet, to the user who uploaded it."""
     if is_unrestricted(principal):
         return Q()
-    visible = Q(pool__in=pools_visible(principal))
+    visible = pool_scoped(principal)
     if model._meta.get_field("pool").null:
         visible |= Q(pool__isnull=True, created_by=principal)
     return visible

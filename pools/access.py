@@ -36,9 +36,9 @@ def visible_pools(principal) -> Q:
     if is_api_key(principal):
         if getattr(principal, "has_groups", True) is False:  # known from the authentication query
             return Q()
-        groups = type(principal).groups.through.objects.filter(apikey_id=principal.pk)
+        groups = principal_groups(principal)
         # No query of its own: the key's groups are a condition inside the pool query.
-        mine = Q(user_group__in=groups.values("group_id"))
+        mine = Q(user_group__in=groups)
         return mine if getattr(principal, "has_groups", None) else ~Exists(groups) | mine
     if principal.is_superuser:
         return Q()
