@@ -33,6 +33,7 @@ from django.utils import timezone
 from pools.access import is_unrestricted, principal_groups
 
 from .errors import ApiError
+from .models import LookupLockout
 
 log = logging.getLogger(__name__)
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -231,8 +232,6 @@ def lookup_failed(*, api_key, customer: str = "", weight: int | None = 1) -> boo
 
 
 def _lock_out(scope: str, ident, shown: str, api_key, rate: Rate, now: float) -> None:
-    from .models import LookupLockout
-
     seconds = settings.API_LOOKUP_LOCKOUT_SECONDS
     cache.set(_lock_key(scope, ident), now + seconds, seconds)
     until = timezone.now() + timedelta(seconds=seconds)

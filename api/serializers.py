@@ -5,12 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from coupons.models import CouponStatus, JobStatus
-from pools.models import CouponPool, CouponType, PeriodUnit, PoolSource, Product, Store
-from pools.services import UpdateMethod
+from coupons.propagation import UpdateMethod
+from pools.models import CouponPool, CouponType, PeriodUnit, PoolSource, Product, Store, validate_currency
 
 MAX_BULK_ITEMS = 50_000
 
@@ -164,10 +165,6 @@ class ClaimSerializer(serializers.Serializer):
 
 
 def _currency(value: str) -> str:
-    from django.core.exceptions import ValidationError as DjangoValidationError
-
-    from pools.models import validate_currency
-
     if value:
         value = value.upper()
         try:

@@ -17,10 +17,11 @@ from rest_framework.views import APIView
 from coupons import services as coupon_services
 from coupons.jobs.engine import QUEUE_UNREACHABLE
 from coupons.models import Coupon, CouponStatus, Customer
+from coupons.propagation import UpdateMethod, pool_update
 from coupons.selectors import code_q
 from coupons.services import CouponActionError
 from couponsite.middleware import client_ip
-from pools.services import UpdateMethod, pool_create, pool_update
+from pools.services import pool_create
 
 from . import limits, services
 from .errors import ApiError

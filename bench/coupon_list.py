@@ -129,7 +129,7 @@ def main() -> None:
 
 def _estimate(connection, pool_id) -> int:
     from coupons.models import Coupon
-    from coupons.selectors import count_or_estimate
+    from couponsite.counting import count_or_estimate
 
     return count_or_estimate(Coupon.objects.filter(pool_id=pool_id))
 

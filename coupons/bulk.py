@@ -1,7 +1,7 @@
 """Bulk actions on many coupons: set-based, chunked, counted.
 
-Each action is a small object with a label and ``execute_chunk``; ``BULK_ACTIONS``
-lists them in one place. ``bulk_apply`` walks the coupons the view's own queryset
+The actions offered in bulk are those of the registry (``coupons.actions``) marked
+so; ``BULK_ACTIONS`` adds each one's set-based UPDATE. ``bulk_apply`` walks the coupons the view's own queryset
 selects (never ids trusted from a form) in id-ordered chunks: it locks a chunk in
 primary-key order, splits it by status into allowed and skipped, changes the allowed
 rows with one UPDATE and writes their events with one INSERT ... SELECT.
@@ -10,6 +10,7 @@ rows with one UPDATE and writes their events with one INSERT ... SELECT.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -22,13 +23,14 @@ from django.utils import timezone
 
 from pools.models import CouponTerms, CouponType
 
-from . import services
+from . import rows as row_sql
+from .actions import CouponAction, bulk_actions
 from .filters import CouponFilter
 from .jobs.base import LIVE
 from .jobs.engine import Run, job_count_exactly, job_create
 from .jobs.registry import JobKind, register
-from .models import Coupon, CouponJob, CouponStatus, CustomerEvent, EventAction
-from .services import RULES, Actor, CouponActionError
+from .models import Coupon, CouponJob, CouponStatus, CustomerEvent
+from .services import Actor, CouponActionError
 
 S = CouponStatus
 CHUNK = settings.COUPON_BULK_CHUNK
@@ -57,15 +59,16 @@ def _skip_reason(status: int) -> str:
 
 
 class BulkAction:
-    name: str
-    label: str  # the button: "Invalidate selected"
-    past: str  # "invalidated"
-    rule: str
-    gift_card_rule: str | None = None
-    event: str | None = None
+    """A registry action (``coupons.actions``) applied to many coupons: its allowed rows
+    changed by one set-based UPDATE (``update``), gift cards one by one through the
+    action's own service."""
+
+    def __init__(self, action: CouponAction, update: Callable[[QuerySet], int]):
+        self.action, self.update = action, update
+        self.name, self.label, self.past, self.event = action.name, action.bulk_label, action.past, action.event
 
     def allowed_statuses(self, gift_card: bool) -> frozenset[int]:
-        return RULES[self.gift_card_rule if gift_card and self.gift_card_rule else self.rule].allowed
+        return self.action.rule_for(gift_card).allowed
 
     def execute_chunk(self, ids: list[int], *, actor: Actor, gift_terms: set[int]) -> tuple[int, Counter]:
         now = timezone.now()
@@ -76,7 +79,7 @@ class BulkAction:
         for coupon_id, status, terms_id in rows:
             is_gift = terms_id in gift_terms
             if status in self.allowed_statuses(is_gift):
-                (gift if is_gift and self.gift_card_rule else allowed).append(coupon_id)
+                (gift if is_gift and self.action.gift_card_rule else allowed).append(coupon_id)
             else:
                 skipped[_skip_reason(status)] += 1
         applied = 0
@@ -84,58 +87,24 @@ class BulkAction:
             if self.event:
                 events_for_coupons(allowed, action=self.event, actor=actor, now=now)
             applied += self.update(Coupon.objects.filter(id__in=allowed))
-        for coupon_id in gift:
+        for coupon_id in gift:  # a gift card's amounts: its whole balance, its newest redemption
             try:
-                self.single(Coupon(pk=coupon_id), actor)
+                self.action.service(coupon=Coupon(pk=coupon_id), actor=actor)
                 applied += 1
             except CouponActionError as exc:
                 skipped[str(exc).rstrip(".")] += 1
         return applied, skipped
 
-    def update(self, coupons: QuerySet) -> int:
-        raise NotImplementedError
 
-    def single(self, coupon: Coupon, actor: Actor) -> None:
-        raise NotImplementedError
-
-
-class Invalidate(BulkAction):
-    name, label, past, rule, event = "invalidate", "Invalidate selected", "invalidated", "invalidate", EventAction.INVALIDATE
-
-    def update(self, coupons):
-        return coupons.update(status=S.INVALID)
-
-
-class Unassign(BulkAction):
-    name, label, past, rule, event = "unassign", "Unassign selected", "unassigned", "unassign", EventAction.UNASSIGN
-
-    def update(self, coupons):
-        return coupons.update(status=S.UNASSIGNED, customer=None, claimed_at=None, expires_at=None, claims=0)
-
-
-class Redeem(BulkAction):
-    name, label, past, rule, event = "redeem", "Redeem selected", "redeemed", "redeem", EventAction.REDEEM
-    gift_card_rule = "redeem_gift_card"
-
-    def update(self, coupons):
-        return coupons.update(status=S.REDEEMED, usages=F("usages") + 1)
-
-    def single(self, coupon, actor):
-        services.coupon_redeem(coupon=coupon, actor=actor)  # a gift card: its whole balance
-
-
-class Unredeem(BulkAction):
-    name, label, past, rule, event = "unredeem", "Unredeem selected", "marked as unredeemed", "unredeem", EventAction.UNREDEEM
-    gift_card_rule = "unredeem_gift_card"
-
-    def update(self, coupons):
-        return coupons.update(status=S.CLAIMED, usages=Greatest(F("usages") - 1, Value(0)))
-
-    def single(self, coupon, actor):
-        services.coupon_unredeem(coupon=coupon, actor=actor)
-
-
-BULK_ACTIONS: dict[str, BulkAction] = {a.name: a for a in (Invalidate(), Unassign(), Redeem(), Unredeem())}
+# Each bulk action's set-based change of the rows its rule allows.
+_UPDATES: dict[str, Callable[[QuerySet], int]] = {
+    "invalidate": lambda coupons: coupons.update(status=S.INVALID),
+    "unassign": lambda coupons: coupons.update(
+        status=S.UNASSIGNED, customer=None, claimed_at=None, expires_at=None, claims=0),
+    "redeem": lambda coupons: coupons.update(status=S.REDEEMED, usages=F("usages") + 1),
+    "unredeem": lambda coupons: coupons.update(status=S.CLAIMED, usages=Greatest(F("usages") - 1, Value(0))),
+}
+BULK_ACTIONS: dict[str, BulkAction] = {action.name: BulkAction(action, _UPDATES[action.name]) for action in bulk_actions()}
 
 
 def gift_card_terms_ids(pool_id: int) -> set[int]:
@@ -230,10 +199,8 @@ def events_for_coupons(ids: list[int], *, action: str, actor: Actor, now) -> Non
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {CustomerEvent._meta.db_table} "
-                "(customer_id, action, coupon_id, pool_id, actor_kind, actor_user_id, actor_label, data, created_at) "
-                "SELECT customer_id, %s, id, pool_id, %s, %s, %s, jsonb_build_object('code', code), %s "
-                f"FROM {Coupon._meta.db_table} WHERE id = ANY(%s) AND customer_id IS NOT NULL",
+                f"{row_sql.EVENT_INSERT}SELECT customer_id, %s, id, pool_id, %s, %s, %s, jsonb_build_object('code', code), %s "
+                f"FROM {row_sql.COUPON_TABLE} WHERE id = ANY(%s) AND customer_id IS NOT NULL",
                 [action, fields["actor_kind"], user_id, fields["actor_label"], now, ids],
             )
         return

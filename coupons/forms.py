@@ -2,7 +2,45 @@ from decimal import Decimal
 
 from django import forms
 
-from couponsite.forms import BootstrapFormMixin
+from couponsite.forms import BootstrapFormMixin, StackedRadioSelect
+from pools.forms import PoolForm
+
+from .propagation import UpdateMethod
+
+
+class PoolEditForm(PoolForm):
+    """The pool form; on an existing pool, also how the edit updates its coupons."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["update_method"] = forms.ChoiceField(
+                label="Update criteria",
+                required=False,
+                choices=UpdateMethod.choices,
+                initial=UpdateMethod.NONE,
+                widget=StackedRadioSelect(attrs={"class": "form-check-input"}),
+            )
+            value = self.instance.current_terms.value if self.instance.current_terms_id else None
+            self.fields["update_matching"] = forms.BooleanField(
+                label="Matching",
+                required=False,
+                widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+                help_text="Only update coupons whose value is the current value"
+                + (f" ({value})." if value is not None else "."),
+            )
+
+    def extra_sections(self) -> list:
+        if not self.instance.pk:
+            return []
+        return [("Updating coupons", [(self["update_method"], None, None, "pools/_update_preview_slot.html"),
+                                      (self["update_matching"], None, None, None)])]
+
+    def update_options(self) -> dict:
+        return {
+            "update_method": self.cleaned_data.get("update_method") or UpdateMethod.NONE,
+            "matching": bool(self.cleaned_data.get("update_matching")),
+        }
 
 
 class TransferForm(BootstrapFormMixin, forms.Form):

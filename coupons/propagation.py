@@ -17,21 +17,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.db.models import QuerySet
 from django.urls import reverse
 
+from couponsite.counting import count_or_estimate
 from pools.models import CouponPool, CouponTerms
-from pools.services import UpdateMethod
+from pools.services import pool_change
 
+from . import rows as row_sql
 from .jobs.engine import QUEUE_UNREACHABLE, Run, job_count_exactly, job_create
 from .jobs.registry import JobKind, register
 from .models import Coupon, CouponJob, CouponStatus
-from .selectors import count_or_estimate
 
 S = CouponStatus
 ASYNC_THRESHOLD = 10_000
 CHUNK = settings.COUPON_PROPAGATION_CHUNK
+
+
+
+class UpdateMethod(models.TextChoices):
+    NONE = "update_none", "Do not update coupons: only coupons added from now on get the new properties"
+    UNASSIGNED = "update_unassigned", "Update unassigned coupons"
+    NOT_REDEEMED = "update_not_redeemed", "Update not yet redeemed coupons (unassigned and claimed)"
+    ALL = "update_all", "Update all coupons"
+
 
 METHOD_STATUSES = {
     UpdateMethod.UNASSIGNED: [S.UNASSIGNED],
@@ -83,6 +93,20 @@ def affected_coupons(*, pool: CouponPool, old_terms: CouponTerms, method: str, m
         ids = list(matching_terms(pool=pool, old_terms=old_terms, exclude=exclude, matching=matching).values_list("pk", flat=True))
         coupons = coupons.filter(terms_id__in=ids)
     return coupons
+
+
+def pool_update(*, pool: CouponPool, actor, update_method: str = UpdateMethod.NONE, matching: bool = False,
+                **fields) -> tuple[CouponPool, Propagation | None]:
+    """Edit a pool (``pools.services.pool_change``) and apply the update method to its
+    existing coupons, in one transaction. Returns ``(pool, propagation)``: what the
+    method did, or None when no coupon property changed."""
+    with transaction.atomic():
+        pool, old_terms, new_terms = pool_change(pool=pool, **fields)
+        if new_terms is None or old_terms is None:
+            return pool, None
+        propagation = terms_propagate(pool=pool, old_terms=old_terms, new_terms=new_terms,
+                                      method=update_method, matching=matching, actor=actor)
+    return pool, propagation
 
 
 def terms_propagate(*, pool, old_terms, new_terms, method, matching, actor) -> Propagation:
@@ -170,7 +194,7 @@ def _recompute_expiry(ids: list[int], terms: CouponTerms) -> int:
         days = {"day": count, "week": count * 7}.get(unit, 0)
         with connection.cursor() as cursor:
             cursor.execute(
-                "UPDATE coupons_coupon SET expires_at = claimed_at + make_interval(months => %s, days => %s) "
+                f"UPDATE {row_sql.COUPON_TABLE} SET expires_at = claimed_at + make_interval(months => %s, days => %s) "
                 "WHERE id = ANY(%s) AND status IN (%s, %s) AND claimed_at IS NOT NULL",
                 [months, days, ids, int(S.CLAIMED), int(S.PARTIALLY_REDEEMED)],
             )

@@ -8,12 +8,13 @@ NOT NULL column without a database default is added to either model and not here
 
 from __future__ import annotations
 
-from .models import Coupon, CouponStatus, CustomerEvent
+from .models import Coupon, CouponStatus, Customer, CustomerEvent
 
 S = CouponStatus
 
 COUPON_TABLE = Coupon._meta.db_table
 EVENT_TABLE = CustomerEvent._meta.db_table
+CUSTOMER_TABLE = Customer._meta.db_table  # joined by external_id
 
 # A new coupon as an import or a seed writes it (balance: NULL, or set by the caller).
 COUPON_COLUMNS = ("pool_id", "terms_id", "code", "shared_code", "status", "customer_id", "claimed_at", "expires_at",

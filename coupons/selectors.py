@@ -2,67 +2,23 @@
 
 - Lists are paged by keyset (``id < cursor``), never by OFFSET.
 - No page runs COUNT(*) over a pool: counts shown to a manager come from the
-  planner's estimate when it is large (``count_or_estimate``).
+  planner's estimate when it is large (``couponsite.counting``).
 """
 
 from __future__ import annotations
 
 import datetime
-import re
 from dataclasses import dataclass
 
-from django.core.exceptions import EmptyResultSet
-from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from couponsite.counting import count_with_accuracy
 from pools.models import CouponPool
 
 from .access import visible_coupons, visible_customers, visible_events
 from .models import Coupon, CouponStatus, Customer, CustomerEvent, EventAction
-
-EXACT_COUNT_LIMIT = 100_000
-_ROWS = re.compile(r"rows=(\d+)")
-
-
-def count_or_estimate(queryset: QuerySet, limit: int = EXACT_COUNT_LIMIT) -> int:
-    """The exact count when it is small, else the planner's estimate (no full scan).
-
-    The exact count is bounded (``COUNT`` over ``LIMIT limit + 1``): a stale estimate
-    can never turn into counting millions of rows.
-    """
-    return count_with_accuracy(queryset, limit)[0]
-
-
-def count_with_accuracy(queryset: QuerySet, limit: int = EXACT_COUNT_LIMIT) -> tuple[int, bool]:
-    """``(count, is_estimate)``: exact up to ``limit``, the planner's estimate beyond."""
-    estimate = estimate_count(queryset)
-    if estimate is None:
-        return queryset.count(), False  # no planner estimate (SQLite: small installations)
-    if estimate > limit:
-        return estimate, True
-    bounded = queryset.order_by()[: limit + 1].count()
-    if bounded <= limit:
-        return bounded, False
-    return max(estimate, bounded), True
-
-
-def estimate_count(queryset: QuerySet) -> int | None:
-    if connection.vendor != "postgresql":
-        return None
-    try:
-        sql, params = queryset.values("pk").query.sql_with_params()
-    except EmptyResultSet:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN {sql}", params)
-        first_line = cursor.fetchone()[0]
-    match = _ROWS.search(first_line)
-    return int(match.group(1)) if match else None
-
-
-
 
 # --- coupons ---------------------------------------------------------------------
 

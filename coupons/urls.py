@@ -1,9 +1,16 @@
 from django.urls import path
 
-from . import views
+from . import pool_views, views
 from .jobs import views as job_views
 
 app_name = "coupons"
+
+# Under /pools/ with the ``pools:`` names (see ``couponsite.urls``).
+pool_form_patterns = [
+    path("new/", pool_views.PoolFormView.as_view(), name="create"),
+    path("<int:pk>/", pool_views.PoolFormView.as_view(), name="edit"),
+    path("<int:pk>/update-preview/", pool_views.UpdatePreviewView.as_view(), name="update_preview"),
+]
 
 urlpatterns = [
     path("pools/<int:pk>/coupons/", views.PoolCouponsView.as_view(), name="pool_coupons"),

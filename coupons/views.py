@@ -12,10 +12,12 @@ from django.views.generic import TemplateView
 from django_filters.views import FilterView
 from django_tables2 import RequestConfig, SingleTableMixin
 
+from couponsite import counting
 from pools.models import PoolSource
 from pools.selectors import pool_get_visible, pool_list_visible
 
 from . import selectors, services
+from .actions import ACTIONS
 from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_submit
 from .exports import EXPORT_KEPT, STREAM_LIMIT, coupons_to_export, csv_lines, export_submit
 from .filters import CouponFilter
@@ -81,7 +83,7 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         query = _filter_query(self.request.GET)
-        matching, approximate = selectors.count_with_accuracy(self.object_list, PAGE_COUNT_EXACT_LIMIT)
+        matching, approximate = counting.count_with_accuracy(self.object_list, PAGE_COUNT_EXACT_LIMIT)
         context.update(
             page=self.page,
             filter_query=query,
@@ -139,7 +141,7 @@ class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
                 messages.warning(request, "Tick at least one coupon first.")
                 return redirect(self._back(filters))
             coupons = coupons.filter(id__in=ids)
-        total = selectors.count_or_estimate(coupons)
+        total = counting.count_or_estimate(coupons)
         if total > ASYNC_THRESHOLD:
             job = bulk_submit(pool=self.pool, action=action, filters=filters, ids=ids, user=request.user, total=total,
                               submission=request.POST.get("submission", ""))
@@ -200,17 +202,17 @@ class CouponActionView(PermissionRequiredMixin, View):
     def setup(self, request, *args, **kwargs):
         super().setup(request, *args, **kwargs)
         self.coupon = selectors.coupon_get_visible(user=request.user, pk=kwargs["coupon_pk"])
-        self.action = kwargs["action"]
-        if self.action not in services.SINGLE_ACTIONS:
+        self.action = ACTIONS.get(kwargs["action"])
+        if self.action is None:
             raise Http404("Unknown action.")
 
     def next_url(self):
         return next_url(self.request, reverse("coupons:pool_coupons", args=[self.coupon.pool_id]))
 
     def form_class(self):
-        if self.action == "transfer":
+        if self.action.name == "transfer":
             return TransferForm
-        if self.action == "redeem" and self.coupon.effective_terms.is_gift_card:
+        if self.action.name == "redeem" and self.coupon.effective_terms.is_gift_card:
             return GiftCardRedeemForm
         return None
 
@@ -220,7 +222,7 @@ class CouponActionView(PermissionRequiredMixin, View):
 
     def render_dialog(self, form, error=None):
         context = {"coupon": self.coupon, "action": self.action, "form": form, "error": error,
-                   "next": self.next_url(), "allowed": self.action in services.allowed_actions(self.coupon)}
+                   "next": self.next_url(), "allowed": self.action.allows(self.coupon)}
         return render(self.request, "coupons/_action_dialog.html", context)
 
     def post(self, request, coupon_pk, action):
@@ -235,21 +237,12 @@ class CouponActionView(PermissionRequiredMixin, View):
                 return redirect(self.next_url())
             kwargs = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
         try:
-            services.SINGLE_ACTIONS[action](coupon=self.coupon, actor=actor, **kwargs)
+            self.action.service(coupon=self.coupon, actor=actor, **kwargs)
         except CouponActionError as exc:
             messages.error(request, f"{self.coupon.code}: {exc}")
         else:
-            messages.success(request, DONE_MESSAGES[action].format(code=self.coupon.code))
+            messages.success(request, self.action.done_message(self.coupon.code))
         return redirect(self.next_url())
-
-
-DONE_MESSAGES = {
-    "invalidate": "Coupon {code} invalidated.",
-    "unassign": "Coupon {code} unassigned.",
-    "redeem": "Coupon {code} redeemed.",
-    "unredeem": "Coupon {code} marked as unredeemed.",
-    "transfer": "Coupon {code} transferred.",
-}
 
 
 class PoolCouponsExportView(PoolTabMixin, View):
@@ -258,7 +251,7 @@ class PoolCouponsExportView(PoolTabMixin, View):
 
     def get(self, request, pk):
         coupons = coupons_to_export(self.pool, request.GET)
-        total, approximate = selectors.count_with_accuracy(coupons, STREAM_LIMIT)
+        total, approximate = counting.count_with_accuracy(coupons, STREAM_LIMIT)
         if total > STREAM_LIMIT:
             return render(request, "coupons/export_confirm.html", {
                 "pool": self.pool, "tab": "coupons", "total": total, "approximate": approximate,
@@ -272,7 +265,7 @@ class PoolCouponsExportView(PoolTabMixin, View):
 
     def post(self, request, pk):
         filters = self.filters(request.POST)
-        total = selectors.count_or_estimate(coupons_to_export(self.pool, filters))
+        total = counting.count_or_estimate(coupons_to_export(self.pool, filters))
         job = export_submit(pool=self.pool, filters=filters, compress=bool(request.POST.get("compress")),
                             user=request.user, total=total, submission=request.POST.get("submission", ""))
         say_queued(request, job, f"Export #{job.pk} of about {total:,} coupons is being written; "

@@ -4,14 +4,14 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
+from .counting import count_or_estimate
+
 
 class EstimatedCountPaginator(Paginator):
     """Admin paginator for huge tables: the planner's estimate instead of COUNT(*)."""
 
     @cached_property
     def count(self):
-        from coupons.selectors import count_or_estimate
-
         return count_or_estimate(self.object_list)
 
 

@@ -8,8 +8,15 @@ _CLASSES = {
     "checkbox": "form-check-input",
     "checkboxinput": "form-check-input",
     "checkboxselectmultiple": "form-check-input",
-    "radioselect": "",
+    "radioselect": "btn-check",  # a button group (``components/field.html``)
+    "stackedradioselect": "form-check-input",  # one radio per line
 }
+
+
+class StackedRadioSelect(forms.RadioSelect):
+    """Radios one per line, for long labels (the default is a button group)."""
+
+    stacked = True
 
 
 class BootstrapFormMixin:
@@ -22,6 +29,8 @@ class BootstrapFormMixin:
             css = _CLASSES.get(widget_type, "form-control")
             existing = field.widget.attrs.get("class", "")
             field.widget.attrs["class"] = f"{css} {existing}".strip()
+            if widget_type == "radioselect":
+                field.widget.attrs.setdefault("autocomplete", "off")  # a button group keeps no stale choice
 
     def full_clean(self):
         super().full_clean()

@@ -4,6 +4,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from api.ui import ApiKeysView
+from coupons.urls import pool_form_patterns
+from pools.urls import urlpatterns as pool_patterns
 
 urlpatterns = [
     # First: every API request is resolved against the patterns before its own.
@@ -11,7 +13,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="pools:list", permanent=False)),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("pools/", include("pools.urls")),
+    path("pools/", include((pool_patterns + pool_form_patterns, "pools"))),
     path("", include("coupons.urls")),
     path("imports/", include("imports.urls")),
     path("settings/api-keys/", ApiKeysView.as_view(), name="api_keys"),

@@ -6,8 +6,8 @@ from django.views import View
 from django.views.generic import TemplateView
 from django_tables2 import SingleTableView
 
-from coupons.exports import BOM, safe_cell, streaming_writer
 from coupons.jobs.views import JobFragmentView, say_queued
+from couponsite.csvstream import BOM, safe_cell, streaming_writer
 from pools.selectors import pool_get_visible
 
 from .forms import ConfigureForm, UploadForm

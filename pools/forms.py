@@ -13,7 +13,6 @@ from .models import (
     ModuleSettings,
     PoolSource,
 )
-from .services import UpdateMethod
 
 SECTIONS: list[tuple[str, tuple[str, ...]]] = [
     (
@@ -90,28 +89,6 @@ class PoolForm(BootstrapModelForm):
                     "Locked: bulk generation has started for this pool."
                 )
 
-        if self.instance.pk:
-            self.fields["update_method"] = forms.ChoiceField(
-                label="Update criteria",
-                required=False,
-                choices=UpdateMethod.choices,
-                initial=UpdateMethod.NONE,
-                widget=forms.RadioSelect(attrs={"stacked": True}),
-            )
-            value = self.instance.current_terms.value if self.instance.current_terms_id else None
-            self.fields["update_matching"] = forms.BooleanField(
-                label="Matching",
-                required=False,
-                help_text="Only update coupons whose value is the current value"
-                + (f" ({value})." if value is not None else "."),
-            )
-
-    def update_options(self) -> dict:
-        return {
-            "update_method": self.cleaned_data.get("update_method") or UpdateMethod.NONE,
-            "matching": bool(self.cleaned_data.get("update_matching")),
-        }
-
     def clean_callback_api_key(self):
         # The stored key is never sent back to the browser; empty on edit keeps it.
         value = self.cleaned_data.get("callback_api_key") or ""
@@ -148,7 +125,11 @@ class PoolForm(BootstrapModelForm):
                 ],
             )
             for title, names in SECTIONS
-        ] + ([("Updating coupons", [(self["update_method"], None, None, "pools/_update_preview_slot.html"), (self["update_matching"], None, None, None)])] if self.instance.pk else [])
+        ] + self.extra_sections()
+
+    def extra_sections(self) -> list:
+        """More sections after the pool's own (``coupons.forms.PoolEditForm``)."""
+        return []
 
     def pool_fields(self) -> dict:
         """cleaned_data restricted to the pool's own fields (for the services)."""

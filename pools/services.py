@@ -1,24 +1,18 @@
 """Writes: creating and editing coupon pools, and the module settings.
 
 Every save that changes the properties coupons get writes a new immutable
-``CouponTerms`` version; the edit's update method decides which existing coupons
-move to it (``coupons.propagation``).
+``CouponTerms`` version. Which existing coupons move to it is the edit's update method,
+a coupon matter: ``coupons.propagation.pool_update`` saves through ``pool_change`` and
+applies it in the same transaction.
 """
 
 from __future__ import annotations
 
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 
 from .models import CouponPool, CouponTerms, ModuleSettings
 
 M2M_FIELDS = ("stores", "products")
-
-
-class UpdateMethod(models.TextChoices):
-    NONE = "update_none", "Do not update coupons: only coupons added from now on get the new properties"
-    UNASSIGNED = "update_unassigned", "Update unassigned coupons"
-    NOT_REDEEMED = "update_not_redeemed", "Update not yet redeemed coupons (unassigned and claimed)"
-    ALL = "update_all", "Update all coupons"
 
 
 def pool_create(*, actor, **fields) -> CouponPool:
@@ -31,21 +25,12 @@ def pool_create(*, actor, **fields) -> CouponPool:
     return pool
 
 
-def pool_update(
-    *,
-    pool: CouponPool,
-    actor,
-    update_method: str = UpdateMethod.NONE,
-    matching: bool = False,
-    **fields,
-):
+def pool_change(*, pool: CouponPool, **fields) -> tuple[CouponPool, CouponTerms | None, CouponTerms | None]:
     """Change a pool's properties; source and pattern stay locked once generation started.
 
-    Returns ``(pool, propagation)``: what the update method did to existing coupons
-    (see ``coupons.propagation.Propagation``), or None when no coupon property changed.
+    Returns ``(pool, old_terms, new_terms)``: ``new_terms`` is the version this save
+    wrote, None when no coupon property changed (existing coupons keep their version).
     """
-    from coupons.propagation import terms_propagate
-
     relations = {name: fields.pop(name) for name in M2M_FIELDS if name in fields}
     for name, value in fields.items():
         setattr(pool, name, value)
@@ -53,13 +38,7 @@ def pool_update(
         pool = _pool_save(pool, relations)
         old_terms = CouponTerms.objects.filter(pk=pool.current_terms_id).first()
         new_terms = pool_terms_sync(pool=pool)
-        if new_terms is None or old_terms is None:
-            return pool, None
-        propagation = terms_propagate(
-            pool=pool, old_terms=old_terms, new_terms=new_terms,
-            method=update_method, matching=matching, actor=actor,
-        )
-    return pool, propagation
+    return pool, old_terms, new_terms
 
 
 def pool_terms_sync(*, pool: CouponPool) -> CouponTerms | None:

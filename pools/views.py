@@ -1,8 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views import View
 from django.views.generic import FormView
 from django_filters.views import FilterView
@@ -10,8 +8,8 @@ from django_tables2 import SingleTableMixin
 
 from . import patterns, selectors, services
 from .filters import PoolFilter
-from .forms import ModuleSettingsForm, PoolForm
-from .models import CouponPool, ModuleSettings, PoolSource
+from .forms import ModuleSettingsForm
+from .models import ModuleSettings, PoolSource
 from .tables import PoolTable
 
 
@@ -23,60 +21,6 @@ class PoolListView(SingleTableMixin, FilterView):
 
     def get_queryset(self):
         return selectors.pool_list_visible(user=self.request.user)
-
-
-class PoolFormView(PermissionRequiredMixin, FormView):
-    """Create (no pk) or edit (pk) a pool; writes go through the services."""
-
-    form_class = PoolForm
-    template_name = "pools/pool_form.html"
-    pool: CouponPool | None = None
-
-    def setup(self, request, *args, **kwargs):
-        super().setup(request, *args, **kwargs)
-        if "pk" in kwargs:
-            self.pool = selectors.pool_get_visible(user=request.user, pk=kwargs["pk"])
-
-    def get_permission_required(self):
-        return ["pools.change_couponpool" if self.pool else "pools.add_couponpool"]
-
-    def get_form_kwargs(self):
-        kwargs = super().get_form_kwargs()
-        kwargs["user"] = self.request.user
-        kwargs["instance"] = self.pool
-        if self.pool is None:
-            kwargs["initial"] = {"source": PoolSource.UPLOADED}
-        return kwargs
-
-    def form_valid(self, form):
-        fields = form.pool_fields()
-        try:
-            if self.pool is None:
-                pool = services.pool_create(actor=self.request.user, **fields)
-                messages.success(self.request, f"Coupon pool \u201c{pool.name}\u201d created.")
-            else:
-                pool, propagation = services.pool_update(
-                    pool=self.pool, actor=self.request.user, **fields, **form.update_options()
-                )
-                text = f"Coupon pool \u201c{pool.name}\u201d saved."
-                if propagation is not None:
-                    text += " " + propagation.message()
-                messages.success(self.request, text)
-        except ValidationError as exc:
-            form.add_error(None, exc)
-            return self.form_invalid(form)
-        return redirect("pools:edit", pk=pool.pk)
-
-    def get_context_data(self, **kwargs):
-        context = super().get_context_data(**kwargs)
-        context["pool"] = self.pool
-        context["combinations_url"] = reverse("pools:combinations")
-        if self.pool is not None:
-            # Pool updates on their way, or stopped and waiting to be resumed.
-            context["jobs"] = self.pool.jobs.filter(
-                kind="propagation", status__in=["queued", "running", "interrupted", "failed"]
-            ).order_by("-id")[:3]
-        return context
 
 
 class CombinationsView(View):
@@ -105,26 +49,6 @@ class CombinationsView(View):
                 if pattern.excluded_phrases and not pattern.is_generic:
                     context["phrase_percent"] = percent_text(patterns.estimate_phrase_share(pattern))
         return render(request, "pools/_combinations.html", context)
-
-
-class UpdatePreviewView(View):
-    """htmx fragment: how many coupons the chosen update method would change."""
-
-    def get(self, request, pk):
-        from coupons.propagation import ASYNC_THRESHOLD, affected_coupons
-        from coupons.selectors import count_with_accuracy
-
-        pool = selectors.pool_get_visible(user=request.user, pk=pk)
-        method = request.GET.get("update_method") or services.UpdateMethod.NONE
-        if method not in services.UpdateMethod.values:
-            method = services.UpdateMethod.NONE
-        coupons = affected_coupons(
-            pool=pool, old_terms=pool.current_terms, method=method,
-            matching=bool(request.GET.get("update_matching")),
-        )
-        count, estimated = count_with_accuracy(coupons)
-        context = {"method": method, "count": count, "estimated": estimated, "threshold": ASYNC_THRESHOLD}
-        return render(request, "pools/_update_preview.html", context)
 
 
 def percent_text(share: float) -> str:

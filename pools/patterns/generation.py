@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .parsing import Pattern, PatternError
+from .errors import PatternError
+
+if TYPE_CHECKING:
+    from .parsing import Pattern
 
 _LOWERCASE = np.arange(256, dtype=np.uint8)  # byte -> byte, with A-Z lowercased
 _LOWERCASE[ord("A") : ord("Z") + 1] += 32

@@ -15,10 +15,11 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
+
+from .errors import PatternError
+from .generation import Generator, codes_to_lines, codes_to_str
 
 PLACEHOLDERS: dict[str, str] = {
     "#": string.digits,
@@ -40,18 +41,6 @@ MIN_BULK_PLACEHOLDERS = 4
 MAX_EXCLUDED_PHRASES = 500  # phrase matching is per phrase length, but keep input bounded
 MAX_PHRASE_LENGTH = 32
 _ALLOWED_LITERALS = frozenset(chr(c) for c in range(0x21, 0x7F))  # printable ASCII, no space
-
-
-class PatternError(ValueError):
-    """A pattern, excluded character or excluded phrase that cannot be used.
-
-    ``field`` names the input at fault: ``pattern``, ``excluded_characters`` or
-    ``excluded_phrases``.
-    """
-
-    def __init__(self, message: str, field: str = "pattern"):
-        super().__init__(message)
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -167,20 +156,14 @@ class Pattern:
 
         Raises PatternError when the pattern cannot yield that many distinct codes.
         """
-        from .generation import codes_to_str
-
         return codes_to_str(self.generate_matrix(count))
 
     def generate_lines(self, count: int) -> bytes:
         """``count`` distinct codes as ASCII text, one per line (ready for a COPY)."""
-        from .generation import codes_to_lines
-
         return codes_to_lines(self.generate_matrix(count))
 
     def generate_matrix(self, count: int) -> np.ndarray:
         """``count`` distinct codes as a (count, length) uint8 matrix of ASCII bytes."""
-        from .generation import Generator
-
         return Generator(self).distinct(count)
 
 

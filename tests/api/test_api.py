@@ -11,8 +11,8 @@ from api.models import ApiKey, BulkOperation
 from api.services import api_key_create, api_key_revoke
 from coupons.jobs.engine import job_execute, job_resume
 from coupons.models import Coupon, CouponStatus, Customer, CustomerEvent
+from coupons.propagation import UpdateMethod, pool_update
 from pools.models import CouponPool, ModuleSettings, PoolSource, Product, Store
-from pools.services import UpdateMethod, pool_update
 from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, GroupFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -570,11 +570,11 @@ class TestBulkAddRuns:
     def test_a_database_error_in_the_import_is_left_to_the_operations_retries(self, api, monkeypatch):
         from django.db import OperationalError
 
-        from imports import services as import_services
+        from imports.services import runner as import_services
 
         pool = PoolFactory()
         operation = self.start(api, pool, ["DE-1", "DE-2"])
-        real, calls = import_services._import_chunk, []
+        real, calls = import_services.import_chunk, []
 
         def deadlocked_once(*args, **kwargs):
             calls.append(1)
@@ -582,7 +582,7 @@ class TestBulkAddRuns:
                 raise OperationalError("deadlock detected")
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(import_services, "_import_chunk", deadlocked_once)
+        monkeypatch.setattr(import_services, "import_chunk", deadlocked_once)
         with pytest.raises(OperationalError):
             job_execute(kind="api_bulk", job_id=operation.pk, retry_in=5)  # the task retries
         operation.refresh_from_db()
@@ -593,16 +593,16 @@ class TestBulkAddRuns:
     def test_an_import_that_failed_before_any_row_starts_again_when_the_operation_resumes(self, api, monkeypatch):
         from django.db import OperationalError
 
-        from imports import services as import_services
+        from imports.services import runner as import_services
 
         pool = PoolFactory()
         operation = self.start(api, pool, ["FB-1", "FB-2"])
-        real = import_services._import_chunk
+        real = import_services.import_chunk
 
         def database_gone(*args, **kwargs):
             raise OperationalError("gone")
 
-        monkeypatch.setattr(import_services, "_import_chunk", database_gone)
+        monkeypatch.setattr(import_services, "import_chunk", database_gone)
         # The operation's last attempt fails; its import, sent on its own by the sweeper, fails its last too.
         job_execute(kind="api_bulk", job_id=operation.pk, retry_in=None)
         operation.refresh_from_db()
@@ -611,7 +611,7 @@ class TestBulkAddRuns:
         operation.import_job.refresh_from_db()
         assert operation.import_job.status == "failed" and not operation.import_job.can_resume
         # When the database is back and a manager resumes the operation
-        monkeypatch.setattr(import_services, "_import_chunk", real)
+        monkeypatch.setattr(import_services, "import_chunk", real)
         job_resume(job=operation, enqueue=False)
         operation = job_execute(kind="api_bulk", job_id=operation.pk)
         assert (operation.status, operation.succeeded) == ("done", 2)
@@ -620,11 +620,11 @@ class TestBulkAddRuns:
     def cancelled_after_the_first_chunk(self, api, monkeypatch, pool, cancel):
         """Run an add of 8 codes, 2 rows a chunk; ``cancel(import_job, operation_id)`` after
         the first chunk, as a manager on the Jobs page would."""
-        from imports import services as import_services
+        from imports.services import runner as import_services
 
         monkeypatch.setattr(import_services, "CHUNK", 2)
         operation = self.start(api, pool, [f"CX-{n}" for n in range(8)])
-        real = import_services._import_chunk
+        real = import_services.import_chunk
 
         def chunk_then_cancel(job, *args, **kwargs):
             counts = real(job, *args, **kwargs)
@@ -632,7 +632,7 @@ class TestBulkAddRuns:
                 cancel(job, operation.pk)
             return counts
 
-        monkeypatch.setattr(import_services, "_import_chunk", chunk_then_cancel)
+        monkeypatch.setattr(import_services, "import_chunk", chunk_then_cancel)
         return job_execute(kind="api_bulk", job_id=operation.pk)
 
     def test_cancelling_the_operation_cancels_its_import_and_says_what_was_done(self, api, monkeypatch):
@@ -672,22 +672,22 @@ class TestBulkAddRuns:
         from django.db import OperationalError
 
         from coupons.jobs import engine
-        from imports import services as import_services
+        from imports.services import runner as import_services
 
         pool = PoolFactory()
         operation = self.start(api, pool, ["TB-1", "TB-2"])
-        real_chunk, real_requeue = import_services._import_chunk, engine._requeue
+        real_chunk, real_requeue = import_services.import_chunk, engine._requeue
 
         def connection_lost(*args, **kwargs):
             raise OperationalError("server closed the connection unexpectedly")
 
-        monkeypatch.setattr(import_services, "_import_chunk", connection_lost)
+        monkeypatch.setattr(import_services, "import_chunk", connection_lost)
         monkeypatch.setattr(engine, "_requeue", lambda *args: None)  # nothing could be written
         with pytest.raises(OperationalError):
             job_execute(kind="api_bulk", job_id=operation.pk, retry_in=5)
         operation.refresh_from_db()
         assert operation.status == "running" and operation.import_job.status == "running"
-        monkeypatch.setattr(import_services, "_import_chunk", real_chunk)
+        monkeypatch.setattr(import_services, "import_chunk", real_chunk)
         monkeypatch.setattr(engine, "_requeue", real_requeue)
         # The task's retry carries the operation's token: it takes both back
         operation = job_execute(kind="api_bulk", job_id=operation.pk, runner=operation.runner)
@@ -696,7 +696,7 @@ class TestBulkAddRuns:
 
     def test_cancelling_an_interrupted_operation_records_what_its_import_did(self, api, monkeypatch):
         from coupons.jobs.engine import job_cancel
-        from imports import services as import_services
+        from imports.services import runner as import_services
 
         monkeypatch.setattr(import_services, "CHUNK", 2)
         pool = PoolFactory()
@@ -705,14 +705,14 @@ class TestBulkAddRuns:
         class Killed(BaseException):  # the worker dies mid-import
             pass
 
-        real = import_services._import_chunk
+        real = import_services.import_chunk
 
         def killed_after_a_chunk(job, *args, **kwargs):
             if job.cursor:
                 raise Killed
             return real(job, *args, **kwargs)
 
-        monkeypatch.setattr(import_services, "_import_chunk", killed_after_a_chunk)
+        monkeypatch.setattr(import_services, "import_chunk", killed_after_a_chunk)
         with pytest.raises(Killed):
             job_execute(kind="api_bulk", job_id=operation.pk)
         # The watchdog marks the operation interrupted; its import still says running (stale)

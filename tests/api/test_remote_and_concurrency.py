@@ -424,8 +424,8 @@ def test_a_claim_for_a_customer_another_request_is_creating_waits_and_claims_onc
     nothing and the general path claims. If it rolls back, the statement claims."""
     from django.db import transaction
 
-    from coupons import services
     from coupons.models import Customer
+    from coupons.services import claims as services
 
     pool = PoolFactory(name="Race")
     CouponFactory(pool=pool, code="RACE-1"), CouponFactory(pool=pool, code="RACE-2")

@@ -11,6 +11,7 @@ from coupons import bulk, services
 from coupons.expiry import coupons_expire_due
 from coupons.models import Coupon, CouponStatus, CustomerEvent, GiftCardRedemption
 from coupons.services import Actor, CouponActionError
+from coupons.services.rules import lock_coupon
 from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, PoolFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -156,7 +157,7 @@ def test_aggregated_claim_and_an_action_on_the_same_customer_do_not_deadlock():
 
     def unassign(_):
         with transaction.atomic():
-            services._lock(held)  # what coupon_unassign takes first
+            lock_coupon(held)  # what coupon_unassign takes first
             locked.set()
             time.sleep(0.5)  # meanwhile the claim takes the customer's lock
             services.coupon_unassign(coupon=held, actor=actor)  # its event checks the customer FK

@@ -17,10 +17,10 @@ from coupons.generation import GenerationError, generation_start
 from coupons.jobs import engine
 from coupons.jobs.engine import job_execute, job_run_here
 from coupons.models import Coupon, CouponStatus, GenerationBatch, JobStatus
+from coupons.propagation import pool_update
 from coupons.services import Actor, CouponActionError, coupon_claim
 from pools.models import CouponPool, PoolSource
 from pools.patterns.parsing import Pattern
-from pools.services import pool_update
 from tests.conftest import start_worker
 from tests.factories import BulkPoolFactory, CouponFactory, CustomerFactory, PoolFactory
 
@@ -473,10 +473,11 @@ class TestGeneratedPools:
     def test_near_the_one_percent_limit_the_estimate_is_not_trusted(self, monkeypatch, estimate):
         """A large limit trusts the planner's estimate only far below it (under half):
         from half the limit up, or with no estimate, the pool is counted exactly."""
-        from coupons import selectors, services
+        from coupons.services import claims as services
+        from couponsite import counting
 
         monkeypatch.setattr(services, "EXACT_GUESSING_CHECK", 5)  # limit 10 counts as large
-        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: estimate)
+        monkeypatch.setattr(counting, "estimate_count", lambda queryset: estimate)
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="GS-###")  # at most 10
         for _ in range(10):
             coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())
@@ -488,10 +489,11 @@ class TestGeneratedPools:
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
-        from coupons import selectors, services
+        from coupons.services import claims as services
+        from couponsite import counting
 
         monkeypatch.setattr(services, "EXACT_GUESSING_CHECK", 5)
-        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: 4)  # under half of 10
+        monkeypatch.setattr(counting, "estimate_count", lambda queryset: 4)  # under half of 10
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="GS-###")
         with CaptureQueriesContext(connection) as queries:
             coupon_claim(pool=pool, customer=CustomerFactory(), actor=Actor.system())

@@ -130,7 +130,7 @@ class TestRunning:
         pool = PoolFactory()
         CouponFactory.create_batch(6, pool=pool, status=S.CLAIMED)
         job = bulk_job(pool, enqueue=False)
-        execute = bulk.Invalidate.execute_chunk
+        execute = bulk.BulkAction.execute_chunk
 
         def cancel_after_the_first_chunk(self, ids, **kwargs):
             result = execute(self, ids, **kwargs)
@@ -138,7 +138,7 @@ class TestRunning:
                 CouponJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)  # as job_cancel, elsewhere
             return result
 
-        monkeypatch.setattr(bulk.Invalidate, "execute_chunk", cancel_after_the_first_chunk)
+        monkeypatch.setattr(bulk.BulkAction, "execute_chunk", cancel_after_the_first_chunk)
         job = job_execute(kind="bulk_action", job_id=job.pk)
         # The chunk under way when the cancel came commits; the next one sees it and stops.
         assert (job.status, job.processed, job.applied) == (JobStatus.CANCELLED, 2, 2)

@@ -26,7 +26,7 @@ from coupons.exports import export_submit
 from coupons.jobs import engine
 from coupons.jobs.engine import job_create, job_resume, jobs_mark_interrupted
 from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent, ExportJob, GenerationBatch, JobStatus
-from pools.services import UpdateMethod, pool_update
+from coupons.propagation import UpdateMethod, pool_update
 from tests.conftest import start_worker
 from tests.factories import BulkPoolFactory, PoolFactory, UserFactory
 

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from coupons import services
+from coupons.actions import allowed_actions
 from coupons.models import Coupon, CouponStatus, CustomerEvent, GiftCardRedemption
 from coupons.services import Actor, CouponActionError
 from pools.models import PoolSource
@@ -280,18 +281,22 @@ class TestGiftCards:
         assert snapshot(card)[0] == S.REDEEMED and card.balance == 0
 
 
+def action_names(coupon):
+    return [action.name for action in allowed_actions(coupon)]
+
+
 def test_allowed_actions_follow_the_status():
-    assert services.allowed_actions(CouponFactory(status=S.CLAIMED)) == ["redeem", "transfer", "unassign", "invalidate"]
-    assert services.allowed_actions(CouponFactory(status=S.UNASSIGNED)) == ["invalidate"]
-    assert services.allowed_actions(CouponFactory(status=S.REDEEMED)) == ["unredeem"]
-    assert services.allowed_actions(CouponFactory(status=S.EXPIRED)) == []
+    assert action_names(CouponFactory(status=S.CLAIMED)) == ["redeem", "transfer", "unassign", "invalidate"]
+    assert action_names(CouponFactory(status=S.UNASSIGNED)) == ["invalidate"]
+    assert action_names(CouponFactory(status=S.REDEEMED)) == ["unredeem"]
+    assert action_names(CouponFactory(status=S.EXPIRED)) == []
     gift = CouponFactory(pool=GiftCardPoolFactory(), status=S.PARTIALLY_REDEEMED)
-    assert services.allowed_actions(gift) == ["redeem", "unredeem"]
+    assert action_names(gift) == ["redeem", "unredeem"]
 
 
 class TestReviewedEdges:
     def test_claim_refuses_an_old_coupon_in_another_currency(self):
-        from pools.services import pool_update
+        from coupons.propagation import pool_update
 
         pool = GiftCardPoolFactory(currency="EUR")
         old = CouponFactory(pool=pool)
@@ -315,7 +320,7 @@ class TestReviewedEdges:
         card = CouponFactory(pool=GiftCardPoolFactory(value="100.00", minimum_value="20.00"), status=S.CLAIMED)
         services.coupon_redeem(coupon=card, actor=actor, amount=Decimal("90"))
         assert snapshot(card)[0] == S.INVALID
-        assert "unredeem" in services.allowed_actions(Coupon.objects.select_related("terms__effective").get(pk=card.pk))
+        assert "unredeem" in action_names(Coupon.objects.select_related("terms__effective").get(pk=card.pk))
         services.coupon_unredeem(coupon=card, actor=actor)
         assert snapshot(card)[0] == S.CLAIMED and card.balance == Decimal("100.00")
 

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent
-from pools.services import UpdateMethod
+from coupons.propagation import UpdateMethod
 from tests.factories import CouponFactory, CustomerFactory, GroupFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -323,9 +323,10 @@ class TestPoolEditPropagation:
 
 
 def test_matching_count_is_exact_without_a_planner_estimate(manager_client, monkeypatch):
-    from coupons import selectors, views
+    from coupons import views
+    from couponsite import counting
 
-    monkeypatch.setattr(selectors, "estimate_count", lambda queryset: None)  # as on SQLite
+    monkeypatch.setattr(counting, "estimate_count", lambda queryset: None)  # as on SQLite
     monkeypatch.setattr(views, "PAGE_COUNT_EXACT_LIMIT", 2)
     pool = PoolFactory()
     for _ in range(5):

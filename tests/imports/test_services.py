@@ -14,7 +14,7 @@ from coupons.models import Coupon, CouponStatus, CustomerEvent
 from imports import services
 from imports.models import ImportJob, ImportPhase, ImportRejection, JobStatus, RowOutcome
 from imports.parsing import FileProblem, Options
-from imports.services import ImportRefused, import_resume, import_run, import_start, import_upload, job_options
+from imports.services import ImportRefused, import_resume, import_run, import_start, import_upload, job_options, runner, staging
 from pools.models import PoolSource
 from tests.factories import BulkPoolFactory, CustomerFactory, GiftCardPoolFactory, PoolFactory
 
@@ -216,7 +216,7 @@ def test_files_refused_when_the_import_is_started(content, options, message):
 
 
 def test_an_undecodable_byte_deep_in_the_file_fails_the_import_and_imports_nothing(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK", 100)  # the good first rows are staged and committed first
+    monkeypatch.setattr(runner, "CHUNK", 100)  # the good first rows are staged and committed first
     pool = PoolFactory()
     content = b"code\n" + b"".join(b"DEEP-%d\n" % n for n in range(1_000)) + b"BAD-\xff\n"
     job = upload(content)
@@ -225,7 +225,7 @@ def test_an_undecodable_byte_deep_in_the_file_fails_the_import_and_imports_nothi
     assert job.status == JobStatus.FAILED and "not valid UTF-8" in job.message
     assert not job.can_resume and job.can_start  # nothing imported: configured and started again
     assert Coupon.objects.filter(pool=pool).count() == 0
-    assert services._stage(job) not in connection.introspection.table_names()
+    assert staging.stage_name(job) not in connection.introspection.table_names()
 
 
 def test_only_uploaded_pools_take_imports():
@@ -252,7 +252,7 @@ def test_the_same_file_twice_creates_nothing_the_second_time_and_says_so():
 
 
 def test_a_run_stopped_mid_import_resumes_to_the_same_result_as_an_uninterrupted_one(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK", 50)
+    monkeypatch.setattr(runner, "CHUNK", 50)
 
     def content(prefix):
         rows = [f"{prefix}-{n % 230}" for n in range(300)] + ["", "bad\x01code"]
@@ -287,7 +287,7 @@ def test_a_run_stopped_mid_import_resumes_to_the_same_result_as_an_uninterrupted
 
 def test_a_lost_staging_table_is_read_again_and_the_result_is_the_same(monkeypatch):
     """A database crash empties an unlogged table; the next run reads the file again."""
-    monkeypatch.setattr(services, "CHUNK", 40)
+    monkeypatch.setattr(runner, "CHUNK", 40)
     pool = PoolFactory()
     content = ("code\n" + "\n".join(f"LS-{n % 90}" for n in range(120)) + "\n").encode()
     job = upload(content)
@@ -303,7 +303,7 @@ def test_a_lost_staging_table_is_read_again_and_the_result_is_the_same(monkeypat
     with pytest.raises(Killed):
         import_run(job_id=job.pk, progress=die)
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {services._stage(job)}")
+        cursor.execute(f"TRUNCATE {staging.stage_name(job)}")
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.INTERRUPTED)
     import_resume(job=job, enqueue=False)
     job = import_run(job_id=job.pk)
@@ -313,7 +313,7 @@ def test_a_lost_staging_table_is_read_again_and_the_result_is_the_same(monkeypat
 
 @pytest.mark.django_db(transaction=True)
 def test_two_imports_of_overlapping_files_at_once_never_create_a_code_twice(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK", 500)
+    monkeypatch.setattr(runner, "CHUNK", 500)
     first, second = PoolFactory(), PoolFactory()
     shared = [f"OV-{n}" for n in range(3_000)]
     jobs = []
@@ -342,7 +342,7 @@ def test_two_imports_of_overlapping_files_at_once_never_create_a_code_twice(monk
 
 @pytest.mark.django_db(transaction=True)
 def test_the_same_import_run_twice_at_once_gives_one_result(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK", 200)
+    monkeypatch.setattr(runner, "CHUNK", 200)
     pool = PoolFactory()
     job = upload(("code\n" + "\n".join(f"TT-{n}" for n in range(2_000)) + "\n").encode())
     job = import_start(job=job, pool=pool, options=job_options(job), enqueue=False)
@@ -435,8 +435,8 @@ def test_an_aggregated_pool_gives_one_coupon_per_customer_in_an_import():
 
 
 def test_only_a_capped_number_of_rows_of_each_kind_is_kept_but_the_counts_are_exact(monkeypatch):
-    monkeypatch.setattr(services, "REJECTIONS_KEPT", 3)
-    monkeypatch.setattr(services, "CHUNK", 4)
+    monkeypatch.setattr(staging, "REJECTIONS_KEPT", 3)
+    monkeypatch.setattr(runner, "CHUNK", 4)
     pool = PoolFactory()
     content = ("code\n" + "\n".join(["CAP-1"] * 8 + [f"BAD\x01{n}" for n in range(5)]) + "\n").encode()
     job = run_import(pool, content)
@@ -454,7 +454,7 @@ def test_nothing_created_says_what_was_skipped():
 
 
 def test_a_failure_after_coupons_were_created_interrupts_rather_than_fails(monkeypatch):
-    monkeypatch.setattr(services, "CHUNK", 2)
+    monkeypatch.setattr(runner, "CHUNK", 2)
     pool = PoolFactory()
     job = upload(b"code\nFI-1\nFI-2\nFI-3\nFI-4\n")
     job = import_start(job=job, pool=pool, options=job_options(job), enqueue=False)
@@ -509,12 +509,12 @@ def test_staging_tables_of_imports_that_will_not_run_again_are_dropped():
     pool = PoolFactory()
     job = import_start(job=upload(b"code\nSG-1\n"), pool=pool, options=Options(), enqueue=False)
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE {services._stage(job)} (row bigint)")  # left by a run that died
+        cursor.execute(f"CREATE TABLE {staging.stage_name(job)} (row bigint)")  # left by a run that died
     jobs_purge()
-    assert services._stage(job) in connection.introspection.table_names()  # queued: it will use it
+    assert staging.stage_name(job) in connection.introspection.table_names()  # queued: it will use it
     ImportJob.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLED)
     jobs_purge()
-    assert services._stage(job) not in connection.introspection.table_names()
+    assert staging.stage_name(job) not in connection.introspection.table_names()
 
 
 def test_the_purge_keeps_an_api_operations_import_and_goes_on(settings, tmp_path):

@@ -153,28 +153,28 @@ def test_source_and_pattern_are_locked_once_generation_started():
     CouponPool.objects.filter(pk=pool.pk).update(generation_started_at=timezone.now())
     pool.refresh_from_db()
     with pytest.raises(ValidationError) as error:
-        services.pool_update(pool=pool, actor=None, pattern="LOCK-$$$$$")
+        services.pool_change(pool=pool, pattern="LOCK-$$$$$")
     assert "cannot change once bulk generation has started" in error.value.message_dict["pattern"][0]
     pool.refresh_from_db()
     with pytest.raises(ValidationError) as error:
-        services.pool_update(pool=pool, actor=None, source=PoolSource.UPLOADED, pattern=None)
+        services.pool_change(pool=pool, source=PoolSource.UPLOADED, pattern=None)
     assert "source" in error.value.message_dict
     pool.refresh_from_db()
     assert (pool.source, pool.pattern) == (PoolSource.BULK, "LOCK-$$$$")
     # Excluded characters too: they decide which codes the pattern makes.
     with pytest.raises(ValidationError) as error:
-        services.pool_update(pool=pool, actor=None, excluded_characters="O")
+        services.pool_change(pool=pool, excluded_characters="O")
     assert "excluded characters cannot change" in error.value.message_dict["excluded_characters"][0]
     pool.refresh_from_db()
     # Everything else can still change.
-    services.pool_update(pool=pool, actor=None, name="Renamed", excluded_phrases="bad")
+    services.pool_change(pool=pool, name="Renamed", excluded_phrases="bad")
     pool.refresh_from_db()
     assert (pool.name, pool.excluded_characters) == ("Renamed", "")
 
 
 def test_source_and_pattern_can_change_before_generation():
     pool = BulkPoolFactory(pattern="FREE-$$$$")
-    services.pool_update(pool=pool, actor=None, pattern="FREE-$$$$$")
+    services.pool_change(pool=pool, pattern="FREE-$$$$$")
     pool.refresh_from_db()
     assert pool.pattern == "FREE-$$$$$"
 
