@@ -7,4 +7,4 @@ class ApiConfig(AppConfig):
     verbose_name = "JSON API"
 
     def ready(self):
-        from . import services  # noqa: F401 - registers the API bulk operation kind of job
+        from . import bulk  # noqa: F401 - registers the API bulk operation kind of job

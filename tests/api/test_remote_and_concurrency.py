@@ -260,7 +260,7 @@ class TestConcurrencyCap:
         from couponsite import outbound
 
         pool = remote_pool(f"{remote}/good")
-        monkeypatch.setattr(outbound, "_longest_call", lambda: 1)
+        monkeypatch.setattr(outbound.breaker, "_longest_call", lambda: 1)
         for index in range(2):  # what two processes killed mid-call leave behind
             cache.add(f"outbound:slot:pool-{pool.pk}:{index}", "dead", timeout=1)
         api = APIClient()

@@ -13,6 +13,7 @@ from kombu.exceptions import OperationalError as BrokerDown
 from api.models import BulkOperation
 from coupons.generation import generation_start
 from coupons.jobs import engine
+from coupons.jobs import run as run_module
 from coupons.jobs.engine import (
     QUEUE_UNREACHABLE,
     JobRefused,
@@ -385,7 +386,7 @@ class TestLocksHeldElsewhere:
         job = bulk_job(PoolFactory(), enqueue=False)
         then = timezone.now() - timedelta(minutes=1)
         CouponJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, runner="r1", heartbeat_at=then)
-        beat = engine._Heartbeat(CouponJob, job.pk, "r1")
+        beat = run_module._Heartbeat(CouponJob, job.pk, "r1")
         beat.start()
         try:
             time.sleep(0.3)

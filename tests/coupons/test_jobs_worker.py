@@ -19,7 +19,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from api.services import bulk_start
+from api.bulk import bulk_start
 from coupons import rows
 from coupons.bulk import BULK_ACTIONS, bulk_submit
 from coupons.exports import export_submit

@@ -1,4 +1,5 @@
-"""Every outbound HTTP call of the product goes through here: the address guard, a POST
+"""Every outbound HTTP call of the product goes through here (``errors``, ``addresses``:
+the address guard, ``breaker``: cap and circuit breaker; the call itself below): the address guard, a POST
 with hard limits, a concurrency cap and a circuit breaker per target.
 
 ``post_json(url, payload, peer=..., key=...)`` POSTs a JSON body and returns the answer's
@@ -55,56 +56,38 @@ bounded by the per-read timeout.
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import logging
-import math
-import socket
 import time
-import uuid
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
 import urllib3
-from django.conf import settings
-from django.core.cache import cache
-from requests.adapters import HTTPAdapter
+
+from .addresses import Target, _checked_target, _PinnedAdapter, _prepare, check_url, classify
+from .breaker import _check_breaker, _slot, breaker_state, record_failure, record_success
+from .errors import (
+    _MAX_ADDRESSES_TRIED,
+    BUSY,
+    NOT_JSON,
+    PAUSED,
+    REFUSED_ADDRESS,
+    STATUS,
+    TIMEOUT,
+    TOO_LARGE,
+    UNREACHABLE,
+    OutboundError,
+    _timeouts,
+)
+
+__all__ = [
+    "BUSY", "NOT_JSON", "PAUSED", "REFUSED_ADDRESS", "STATUS", "TIMEOUT", "TOO_LARGE", "UNREACHABLE", "OutboundError",
+    "Target", "breaker_state", "check_url", "classify", "host_for_log", "post_json", "record_failure", "record_success",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 64 * 1024
 _READ_CHUNK = 8 * 1024
-_MAX_ADDRESSES_TRIED = 3  # each may take the connect timeout
-_USER_AGENT = "coupon-pools"
-
-# Error codes (OutboundError.code).
-TIMEOUT = "remote_timeout"
-STATUS = "remote_status"
-TOO_LARGE = "remote_too_large"
-NOT_JSON = "remote_not_json"
-REFUSED_ADDRESS = "remote_refused_address"
-UNREACHABLE = "remote_unreachable"
-BUSY = "remote_busy"
-PAUSED = "remote_paused"
-
-
-class OutboundError(Exception):
-    """An outbound call that failed or was not made. ``str()`` says why; ``code`` is one
-    of the ``remote_*`` constants; ``retry_after`` (seconds) is set for BUSY and PAUSED."""
-
-    def __init__(self, message: str, code: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.code = code
-        self.retry_after = retry_after
-
-
-def _setting(name: str, default):
-    return type(default)(getattr(settings, name, default))
-
-
-def _timeouts() -> tuple[float, float]:
-    return _setting("COUPON_CALLBACK_CONNECT_TIMEOUT", 2.0), _setting("COUPON_CALLBACK_READ_TIMEOUT", 5.0)
 
 
 # --- the call ----------------------------------------------------------------------
@@ -168,31 +151,6 @@ def _post(url: str, payload, *, peer: str, what: str, headers: dict[str, str]) -
             return _read_body(response, peer, deadline, read_timeout)
 
 
-def _prepare(session: requests.Session, url: str, payload, *, what: str,
-             headers: dict[str, str]) -> requests.PreparedRequest:
-    url = (url or "").strip()
-    if not url:
-        raise OutboundError(f"The {what} is empty.", REFUSED_ADDRESS)
-    request = requests.Request(
-        "POST",
-        url,
-        json=payload,
-        headers={
-            "Accept": "application/json",
-            # The size cap counts the bytes received, so compressed answers are refused.
-            "Accept-Encoding": "identity",
-            "User-Agent": _USER_AGENT,
-            **headers,
-        },
-    )
-    try:
-        # Preparing normalises the URL (IDNA host, percent-encoding) exactly as it will
-        # be sent: the guard checks that URL, not the raw text.
-        return session.prepare_request(request)
-    except (requests.RequestException, ValueError) as exc:
-        raise OutboundError(f"The {what} is not a valid http:// or https:// URL.", REFUSED_ADDRESS) from exc
-
-
 def _never_connected(exc: requests.RequestException) -> bool:
     """True when the TCP connection itself failed (refused, unreachable, timed out)."""
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
@@ -215,120 +173,6 @@ def _request_error(exc: requests.RequestException, peer: str, connect_timeout: f
     return OutboundError(f"The {peer} could not be reached (connection failed).", UNREACHABLE)
 
 
-# --- address guard -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Target:
-    hostname: str  # the name from the URL, for SNI and the certificate check
-    host_header: str  # the URL's host[:port], as the Host header
-    addresses: tuple[str, ...]  # the checked IP addresses, the connection goes to one of them
-
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_ALWAYS_REFUSED = "always"
-_LOOPBACK = "loopback"
-_PRIVATE = "private"
-_PUBLIC = "public"
-
-
-def check_url(url: str, *, what: str = "URL", peer: str = "remote system") -> Target:
-    """The address guard alone: the URL's checked target, or OutboundError (code
-    REFUSED_ADDRESS for a URL that may not be called, UNREACHABLE for a host name that
-    does not resolve)."""
-    with requests.Session() as session:
-        session.trust_env = False
-        request = _prepare(session, url, None, what=what, headers={})
-    return _checked_target(request.url, what=what, peer=peer)
-
-
-def _checked_target(url: str, *, what: str, peer: str) -> Target:
-    """Resolve the URL's host and refuse it unless every address is acceptable."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise OutboundError(f"The {what} must start with http:// or https://.", REFUSED_ADDRESS)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:  # a port that is not a number or out of range
-        raise OutboundError(f"The {what} has an invalid port.", REFUSED_ADDRESS) from exc
-    hostname = parts.hostname
-    if not hostname:
-        raise OutboundError(f"The {what} has no host.", REFUSED_ADDRESS)
-
-    unresolved = OutboundError(f"The {peer} could not be reached (its host name does not resolve).", UNREACHABLE)
-    try:
-        infos = socket.getaddrinfo(hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-        raise unresolved from exc
-    # sockaddr[0] is the address; an IPv6 link-local one may carry a "%scope" suffix.
-    addresses = list(dict.fromkeys(info[4][0].split("%", 1)[0] for info in infos))
-    if not addresses:
-        raise unresolved
-
-    allow_private = _setting("COUPON_CALLBACK_ALLOW_PRIVATE", False)
-    allow_loopback = allow_private or _setting("COUPON_CALLBACK_ALLOW_LOOPBACK", False)
-    for text in addresses:
-        kind = classify(ipaddress.ip_address(text))
-        if kind == _PUBLIC or (kind == _LOOPBACK and allow_loopback) or (kind == _PRIVATE and allow_private):
-            continue
-        # The message leaves out the address (it would tell how internal names
-        # resolve); the log line has it.
-        logger.warning("Outbound host %s resolves to refused address %s", hostname, text)
-        described = {
-            _LOOPBACK: "a loopback (local machine) address",
-            _PRIVATE: "a private or link-local network address",
-            _ALWAYS_REFUSED: "an unspecified, multicast or reserved address",
-        }[kind]
-        raise OutboundError(
-            f"The {what} points to {described}; the {peer} must be reachable on the public internet.",
-            REFUSED_ADDRESS,
-        )
-
-    # The request URL keeps the name; only the connection uses the address.
-    return Target(hostname=hostname, host_header=parts.netloc.rpartition("@")[2], addresses=tuple(addresses))
-
-
-def classify(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """"public", "loopback", "private" (private, link-local, not global) or "always"
-    (always refused)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        # IPv6 forms that lead to an IPv4 address are judged by that address.
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:
-            return classify(embedded)
-    # Order matters: Python counts ::1 as reserved too, and loopback may be allowed.
-    if ip.is_unspecified:
-        return _ALWAYS_REFUSED
-    if ip.is_loopback:
-        return _LOOPBACK
-    if ip.is_multicast or ip.is_reserved:
-        return _ALWAYS_REFUSED
-    if (
-        ip.is_private
-        or ip.is_link_local
-        or getattr(ip, "is_site_local", False)
-        or not ip.is_global  # e.g. 100.64.0.0/10, carrier-grade NAT
-    ):
-        return _PRIVATE
-    return _PUBLIC
-
-
-class _PinnedAdapter(HTTPAdapter):
-    """Connects to one fixed IP address whatever the URL's host, keeping the host name
-    for TLS (SNI and certificate check). One adapter serves one request."""
-
-    def __init__(self, address: str, hostname: str):
-        self._address = address
-        self._hostname = hostname
-        super().__init__(max_retries=0)  # a POST that may have had an effect: never retry
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        host_params["host"] = self._address
-        if host_params["scheme"] == "https":
-            pool_kwargs["server_hostname"] = self._hostname
-        return host_params, pool_kwargs
 
 
 # --- answer ------------------------------------------------------------------------
@@ -394,76 +238,4 @@ def host_for_log(url: str | None) -> str:
 
 # --- concurrency cap and circuit breaker (shared through Django's cache) -------------
 
-def _longest_call() -> int:
-    """Seconds one call may take at most: a slot outlives it by a margin."""
-    connect_timeout, read_timeout = _timeouts()
-    return math.ceil(_MAX_ADDRESSES_TRIED * connect_timeout + connect_timeout + read_timeout) + 5
 
-
-@contextlib.contextmanager
-def _slot(key: str, peer: str):
-    limit = max(1, _setting("COUPON_CALLBACK_MAX_CONCURRENT", 4))
-    token = uuid.uuid4().hex
-    for index in range(limit):
-        name = f"outbound:slot:{key}:{index}"
-        if cache.add(name, token, timeout=_longest_call()):
-            break
-    else:
-        logger.warning("Outbound %s: all %s slots busy", key, limit)
-        raise OutboundError(
-            f"The {peer} is already handling {limit} requests from us, the most allowed at once; "
-            "try again in a moment.",
-            BUSY,
-            retry_after=1,
-        )
-    try:
-        yield
-    finally:
-        if cache.get(name) == token:  # not expired and taken by another call meanwhile
-            cache.delete(name)
-
-
-def _check_breaker(key: str, peer: str) -> None:
-    opened_until = cache.get(f"outbound:open:{key}")
-    if opened_until is not None:
-        wait = max(1, math.ceil(opened_until - time.time()))
-        raise OutboundError(
-            f"The {peer} failed several times in a row; calls to it are paused for {wait} s more.",
-            PAUSED,
-            retry_after=wait,
-        )
-
-
-def record_failure(key: str) -> None:
-    """Count one failure of the target; open its circuit when there are enough in a row,
-    or at once when it failed again just after a pause."""
-    threshold = max(1, _setting("COUPON_CALLBACK_BREAKER_FAILURES", 5))
-    pause = max(1, _setting("COUPON_CALLBACK_BREAKER_SECONDS", 30))
-    failures = f"outbound:failures:{key}"
-    cache.add(failures, 0, timeout=10 * pause)
-    try:
-        count = cache.incr(failures)
-    except ValueError:  # expired between add and incr
-        cache.add(failures, 1, timeout=10 * pause)
-        count = 1
-    if count >= threshold or cache.get(f"outbound:tripped:{key}") is not None:
-        cache.set(f"outbound:open:{key}", time.time() + pause, timeout=pause)
-        # Remembered a while after the pause: the first call after it that fails again
-        # reopens the circuit at once.
-        cache.set(f"outbound:tripped:{key}", True, timeout=10 * pause)
-        cache.delete(failures)
-        logger.warning("Outbound %s: circuit open for %s s after repeated failures", key, pause)
-
-
-def record_success(key: str) -> None:
-    """The target answered usably: forget its failures."""
-    cache.delete_many([f"outbound:failures:{key}", f"outbound:tripped:{key}"])
-
-
-def breaker_state(key: str) -> dict:
-    """For pages and alerts: {"paused_for": seconds or 0, "failures": failures in a row}."""
-    opened_until = cache.get(f"outbound:open:{key}")
-    return {
-        "paused_for": max(0, math.ceil(opened_until - time.time())) if opened_until else 0,
-        "failures": cache.get(f"outbound:failures:{key}") or 0,
-    }
