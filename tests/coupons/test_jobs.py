@@ -381,8 +381,8 @@ class TestLocksHeldElsewhere:
         assert CouponJob.objects.get(pk=job.pk).status == JobStatus.INTERRUPTED
 
     def test_a_run_that_stopped_moving_stops_its_heartbeat(self, monkeypatch):
-        monkeypatch.setattr(engine, "STUCK_AFTER", 0.5)
-        monkeypatch.setattr(engine, "HEARTBEAT_EVERY", 0.1)
+        monkeypatch.setattr(run_module, "STUCK_AFTER", 0.5)
+        monkeypatch.setattr(run_module, "HEARTBEAT_EVERY", 0.1)
         job = bulk_job(PoolFactory(), enqueue=False)
         then = timezone.now() - timedelta(minutes=1)
         CouponJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, runner="r1", heartbeat_at=then)
