@@ -1,10 +1,11 @@
 """Bulk actions on many coupons: set-based, chunked, counted.
 
 The actions offered in bulk are those of the registry (``coupons.actions``) marked
-so; ``BULK_ACTIONS`` adds each one's set-based UPDATE. ``bulk_apply`` walks the coupons the view's own queryset
-selects (never ids trusted from a form) in id-ordered chunks: it locks a chunk in
-primary-key order, splits it by status into allowed and skipped, changes the allowed
-rows with one UPDATE and writes their events with one INSERT ... SELECT.
+so; ``BULK_ACTIONS`` adds each one's set-based UPDATE. ``bulk_apply`` walks the coupons
+the view's own queryset selects (never ids trusted from a form) in id-ordered chunks: it
+locks a chunk in primary-key order, splits it by status into allowed and skipped,
+changes the allowed rows with one UPDATE and writes their events with one INSERT ...
+SELECT.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ class BulkAction:
 
     def __init__(self, action: CouponAction, update: Callable[[QuerySet], int]):
         self.action, self.update = action, update
-        self.name, self.label, self.past, self.event = action.name, action.bulk_label, action.past, action.event
+
+    name = property(lambda self: self.action.name)
+    label = property(lambda self: self.action.bulk_label)  # the button: "Invalidate selected"
+    past = property(lambda self: self.action.past)
+    event = property(lambda self: self.action.event)
 
     def allowed_statuses(self, gift_card: bool) -> frozenset[int]:
         return self.action.rule_for(gift_card).allowed
