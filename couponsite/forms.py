@@ -14,9 +14,8 @@ _CLASSES = {
 
 
 class StackedRadioSelect(forms.RadioSelect):
-    """Radios one per line, for long labels (the default is a button group)."""
-
-    stacked = True
+    """Radios one per line, for long labels (the default is a button group); its
+    ``widget_type`` is ``stackedradioselect`` (``components/field.html``)."""
 
 
 class BootstrapFormMixin:

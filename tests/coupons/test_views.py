@@ -321,6 +321,13 @@ class TestPoolEditPropagation:
                       "Update all coupons", "Matching"]:
             assert label in html
 
+    def test_update_methods_are_stacked_radios_and_the_source_a_button_group(self, manager_client):
+        pool = PoolFactory()
+        html = manager_client.get(reverse("pools:edit", args=[pool.pk])).content.decode()
+        assert html.count('<div class="form-check">\n      <input type="radio" name="update_method"') == 4
+        assert '<input type="radio" name="source" value="uploaded" class="btn-check"' in html
+        assert 'aria-describedby="id_update_matching_helptext"' in html and 'id="id_update_matching_helptext"' in html
+
 
 def test_matching_count_is_exact_without_a_planner_estimate(manager_client, monkeypatch):
     from coupons import views
