@@ -10,6 +10,8 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+AXE_SOURCE = Path(__file__).resolve().parent / "assets" / "axe-core" / "axe.min.js"
+AXE_VERSION = "4.14.1"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 PASSWORD = "secret-pass-123"
 
@@ -67,3 +69,34 @@ def login(page, username, password=PASSWORD):
 def logout(page):
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url("**/login/")
+
+
+# axe-core runs in the page (evaluated through the DevTools protocol, so the page's
+# Content-Security-Policy stays on); the rules are WCAG 2.1 A and AA plus best practices.
+AXE_RUN = """
+async () => {
+  // Colours are read as they are drawn: wait for fades (dialogs, backdrops) to finish.
+  await Promise.all(document.getAnimations().map((animation) => animation.finished.catch(() => null)));
+  const result = await axe.run(document, {
+    runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]},
+    resultTypes: ["violations"],
+  });
+  return {version: axe.version, violations: result.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ") + ": " + n.failureSummary.replace(/\\s+/g, " ")),
+  }))};
+}
+"""
+
+
+def axe_audit(page, label: str = ""):
+    """Fail on any serious or critical accessibility violation axe-core finds on the page
+    as it is now (dialogs open included); return the minor and moderate ones."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE_SOURCE.read_text())
+    result = page.evaluate(AXE_RUN)
+    assert result["version"] == AXE_VERSION
+    blocking = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    assert not blocking, f"axe-core on {label or page.url}:\n" + "\n".join(
+        f"- {v['impact']} {v['id']}: {v['help']}\n    " + "\n    ".join(v["nodes"]) for v in blocking)
+    return [v for v in result["violations"] if v not in blocking]
