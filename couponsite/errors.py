@@ -1,6 +1,7 @@
 """The Management UI's 403 and 404 pages (``handler403`` / ``handler404`` in
-``couponsite.urls``): styled, with the menu, a sentence saying what happened and a way
-back. The JSON API answers its own errors (``api.handlers``).
+``couponsite.urls``, and ``CSRF_FAILURE_VIEW`` for a form sent from a stale page):
+styled, with the menu, a sentence saying what happened and a way back. The JSON API
+answers its own errors (``api.handlers``).
 
 The 404 says the same for a page that does not exist and for a pool, coupon, customer
 or job of a group the user is not in (``pools.access``): it never tells them apart.
@@ -35,3 +36,9 @@ def permission_denied(request, exception=None):
 
 def page_not_found(request, exception=None):
     return render(request, "404.html", {"back_url": back_url(request)}, status=404)
+
+
+def csrf_failure(request, reason=""):
+    """A form whose CSRF token no longer matches (sent after logging out and in again,
+    or from a page open in another session): nothing was done."""
+    return render(request, "403_csrf.html", {"back_url": back_url(request)}, status=403)

@@ -5,7 +5,7 @@ import re
 
 import pytest
 from django.conf import settings
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from couponsite.errors import back_url
@@ -82,6 +82,24 @@ class TestForbidden:
         assert response.status_code == 403
         assert re.search(r"data-error-title>.*Not allowed</h1>", html)
         assert '<p data-error-message>Your account does not have the permission' in html
+
+
+class TestStaleForm:
+    def test_a_form_from_a_stale_page_is_the_styled_403_and_changes_nothing(self):
+        coupon = CouponFactory()
+        client = Client(enforce_csrf_checks=True)
+        client.force_login(UserFactory(username="mona"))
+
+        response = client.post(reverse("coupons:coupon_action", args=[coupon.pk, "invalidate"]),
+                               {"csrfmiddlewaretoken": "stale"}, HTTP_REFERER="http://testserver/pools/")
+
+        assert response.status_code == 403
+        html = response.content.decode()
+        assert "<title>Form expired · Coupon management</title>" in html and "nothing was done" in html
+        assert 'aria-label="Main"' in html and "mona" in html
+        assert 'href="http://testserver/pools/" data-testid="error-back"' in html
+        coupon.refresh_from_db()
+        assert coupon.status == 1
 
 
 class TestNotFound:
