@@ -227,3 +227,23 @@ def test_a_superuser_sees_every_pool_and_every_menu(page, world):
     nav(page).get_by_role("link", name="API keys").click()
     expect(page.get_by_role("heading", name="API keys")).to_be_visible()
     expect_not_found(page, reverse("coupons:pool_coupons", args=[south.pk + 1000]))
+
+
+def test_a_polled_card_that_is_refused_says_so_at_the_top_of_the_page(page, world):
+    # Given a manager watching a running bulk job on North's Coupons tab
+    north = world["pools"]["north"]
+    CouponJob.objects.create(kind=CouponJob.Kind.BULK_ACTION, pool=north, params={"action": "redeem"},
+                             status=JobStatus.RUNNING, total=100, processed=10)
+    login(page, "mona")
+    page.goto(reverse("coupons:pool_coupons", args=[north.pk]))
+    expect(page.get_by_test_id("job-card")).to_have_count(1)
+    expect(page.get_by_test_id("htmx-error")).to_be_hidden()
+
+    # When the pool is moved to a group she is not in, the card's next poll is refused
+    north.user_group = GroupFactory(name="Elsewhere")
+    north.save(update_fields=["user_group"])
+
+    # Then the page says so instead of going on as if nothing happened
+    error = page.get_by_test_id("htmx-error")
+    expect(error).to_be_visible()
+    expect(error).to_have_text(re.compile("^Page not found: There is nothing here"))
