@@ -9,6 +9,11 @@ customer and update it again before the first claim); one created by an unrestri
 principal or the system belongs to no group and, like the pools of no group, is seen by
 every user but by no key limited to groups. Updating a customer it may not see is
 refused as if the customer did not exist.
+
+Seeing is not acting: in the Management UI, the coupon actions (row menus, their dialog,
+bulk actions, assigning a coupon to a customer) take ``CHANGE_COUPONS``; their views
+require it and the pages offer them only to ``may_change_coupons`` users (templates ask
+Django's ``perms.coupons.change_coupon``, the same permission).
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from pools.access import is_api_key, is_unrestricted, pool_scoped, pools_visible, principal_groups
 
 from .models import Coupon, Customer, CustomerEvent
+
+CHANGE_COUPONS = "coupons.change_coupon"
+
+
+def may_change_coupons(user) -> bool:
+    return user.has_perm(CHANGE_COUPONS)
 
 
 def visible_coupons(principal) -> Q:

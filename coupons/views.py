@@ -17,6 +17,7 @@ from pools.models import PoolSource
 from pools.selectors import pool_get_visible, pool_list_visible
 
 from . import selectors, services
+from .access import CHANGE_COUPONS, may_change_coupons
 from .actions import ACTIONS
 from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_submit
 from .exports import EXPORT_KEPT, STREAM_LIMIT, coupons_to_export, csv_lines, export_submit
@@ -71,6 +72,10 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
     def get_queryset(self):
         return selectors.coupons_of_pool(pool=self.pool)
 
+    def get_table_kwargs(self):
+        # Read-only users get the list without the ticks and the row menus.
+        return {} if may_change_coupons(self.request.user) else {"exclude": ("selected", "actions")}
+
     def get_table_data(self):
         self.page = selectors.keyset_page(
             self.object_list,
@@ -89,7 +94,7 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
             filter_query=query,
             matching=matching,
             matching_is_estimate=approximate,
-            bulk_actions=BULK_ACTIONS.values(),
+            bulk_actions=BULK_ACTIONS.values() if may_change_coupons(self.request.user) else (),
             job_cards=self.job_cards(),
             is_bulk_pool=self.pool.source == PoolSource.BULK,
             is_uploaded_pool=self.pool.source == PoolSource.UPLOADED,
@@ -122,7 +127,7 @@ class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
     ids only narrow that selection and are never trusted on their own.
     """
 
-    permission_required = "coupons.change_coupon"
+    permission_required = CHANGE_COUPONS
 
     def post(self, request, pk):
         action = BULK_ACTIONS.get(request.POST.get("action", ""))
@@ -197,7 +202,7 @@ class GenerationBatchView(JobFragmentView):
 class CouponActionView(PermissionRequiredMixin, View):
     """A row action: GET renders the confirmation dialog, POST does it."""
 
-    permission_required = "coupons.change_coupon"
+    permission_required = CHANGE_COUPONS
 
     def setup(self, request, *args, **kwargs):
         super().setup(request, *args, **kwargs)
@@ -352,7 +357,7 @@ class CustomerDetailView(TemplateView):
 class CustomerAssignView(PermissionRequiredMixin, View):
     """"Assign a coupon from pool...": a manual claim for this customer."""
 
-    permission_required = "coupons.change_coupon"
+    permission_required = CHANGE_COUPONS
 
     def post(self, request, pk):
         customer = selectors.customer_get_visible(user=request.user, pk=pk)

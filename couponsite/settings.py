@@ -122,6 +122,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "pools:list"
+# A form sent from a stale page: the styled 403 with the menu (couponsite/errors.py).
+CSRF_FAILURE_VIEW = "couponsite.errors.csrf_failure"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"

@@ -19,3 +19,7 @@ urlpatterns = [
     path("settings/api-keys/", ApiKeysView.as_view(), name="api_keys"),
     path("admin/", admin.site.urls),
 ]
+
+# Styled, with the menu and a way back (the API answers its own errors in JSON).
+handler403 = "couponsite.errors.permission_denied"
+handler404 = "couponsite.errors.page_not_found"

@@ -2,7 +2,7 @@ import django_tables2 as tables
 from django.urls import reverse
 from django.utils.html import format_html
 
-from coupons.templatetags.job_tags import status_badge
+from coupons.templatetags.job_tags import may_manage, status_badge
 from couponsite.tables import BaseTable
 
 from .models import ImportJob, JobStatus
@@ -26,8 +26,11 @@ class ImportTable(BaseTable):
         row_attrs = {"data-testid": "import-row"}
 
     def render_id(self, record):
-        target = "imports:configure" if record.status == JobStatus.DRAFT else "imports:detail"
-        return format_html('<a href="{}">#{}</a>', reverse(target, args=[record.pk]), record.pk)
+        if record.status != JobStatus.DRAFT:
+            return format_html('<a href="{}">#{}</a>', reverse("imports:detail", args=[record.pk]), record.pk)
+        if not may_manage(record, self.request.user):  # a draft is configured by who may import
+            return f"#{record.pk}"
+        return format_html('<a href="{}">#{}</a>', reverse("imports:configure", args=[record.pk]), record.pk)
 
     def render_pool(self, record):
         if record.pool is None:

@@ -50,7 +50,8 @@ class ModuleSettingsAdmin(admin.ModelAdmin):
     list_display = ("__str__", "auto_redeem", "updated_at")
 
     def has_add_permission(self, request):
-        return not ModuleSettings.objects.exists()
+        # One row at most, and only for staff with the permission to add it.
+        return super().has_add_permission(request) and not ModuleSettings.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -7,7 +7,8 @@ from .models import CouponPool, CouponType
 
 
 class PoolTable(BaseTable):
-    name = tables.Column(linkify=("pools:edit", {"pk": tables.A("pk")}))
+    # The Coupons tab opens for every user who sees the pool (Settings needs change_couponpool).
+    name = tables.Column(linkify=("coupons:pool_coupons", {"pk": tables.A("pk")}))
     external_id = tables.Column(verbose_name="External ID", empty_values=(None, ""), default="")
     source = tables.Column()
     coupon_type = tables.Column(verbose_name="Type")

@@ -22,6 +22,11 @@ class PoolListView(SingleTableMixin, FilterView):
     def get_queryset(self):
         return selectors.pool_list_visible(user=self.request.user)
 
+    def get_table_kwargs(self):
+        if self.request.user.has_perm("pools.add_couponpool"):
+            return {}
+        return {"empty_text": "No coupon pools match."}  # the table's own text offers "Create coupon pool"
+
 
 class CombinationsView(View):
     """htmx fragment: the live "Number of unique combinations" under the pattern field."""

@@ -115,3 +115,20 @@ class CouponFactory(factory.django.DjangoModelFactory):
             kwargs.setdefault("claimed_at", timezone.now() - datetime.timedelta(days=1))
             kwargs.setdefault("claims", 1)
         return super()._create(model_class, *args, **kwargs)
+
+
+VIEW_PERMISSIONS = [("pools", "view_couponpool"), ("coupons", "view_coupon"), ("coupons", "view_customer")]
+
+
+class ViewerFactory(UserFactory):
+    """A read-only user: the view permissions of pools, coupons and customers, no other."""
+
+    username = factory.Sequence(lambda n: f"viewer{n}")
+
+    @factory.post_generation
+    def manager(self, create, extracted, **kwargs):  # instead of the managers' permissions
+        if create:
+            from django.contrib.auth.models import Permission
+
+            for app_label, codename in VIEW_PERMISSIONS:
+                self.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
