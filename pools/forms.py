@@ -107,9 +107,20 @@ class PoolForm(BootstrapModelForm):
                 widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
             )
 
+    @property
+    def awaits_confirmation(self) -> bool:
+        """Only the new pattern's confirmation is missing: a question, not an error."""
+        return set(self.errors) == {"confirm_pattern_change"}
+
     def locked_fields(self) -> list:
         """The disabled source fields, whose stored values the page's scripts read."""
         return [self[name] for name in ("source", "pattern", "excluded_characters") if self.fields[name].disabled]
+
+    def full_clean(self):
+        super().full_clean()
+        if "confirm_pattern_change" in self.fields:  # a question, not shown as a mistake
+            widget = self.fields["confirm_pattern_change"].widget
+            widget.attrs["class"] = widget.attrs.get("class", "").replace(" is-invalid", "")
 
     def _post_clean(self):
         super()._post_clean()  # the model's clean: the lock's refusals
