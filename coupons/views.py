@@ -178,6 +178,7 @@ class PoolCouponsBulkPreviewView(BulkSelectionMixin, View):
         preview = None if problem else bulk_preview(action=action, queryset=coupons, pool_id=self.pool.pk)
         return render(request, "coupons/_bulk_preview.html", {
             "problem": problem[1] if problem else None, "preview": preview, "sentences": preview.sentences(action) if preview else [],
+            "danger": action.action.danger,
         })
 
 

@@ -86,6 +86,7 @@ document.body.addEventListener("htmx:beforeSwap", (event) => {
           preview.textContent = "The coupons could not be counted; those whose status does not allow it are skipped.";
         }
         confirm.disabled = result !== null && result.dataset.applied === "0";
+        if (result && result.dataset.danger === "1") confirm.classList.replace("btn-primary", "btn-danger");
       };
       htmx.ajax("GET", `${form.dataset.previewUrl}?${params}`, { target: preview, swap: "innerHTML" })
         .then(counted, counted);

@@ -87,6 +87,7 @@ def test_the_bulk_dialog_says_how_many_are_applied_and_skipped_before_confirming
     expect(dialog).to_contain_text("Invalidate 3 selected coupons?")
     expect(dialog.get_by_test_id("bulk-preview")).to_contain_text("2 coupons will be invalidated.")
     expect(dialog.get_by_test_id("bulk-preview")).to_contain_text("1 is skipped: already redeemed.")
+    expect(dialog.get_by_role("button", name="Invalidate")).to_have_class(re.compile(r"\bbtn-danger\b"))
     dialog.get_by_role("button", name="Invalidate").click()
     expect(page.get_by_role("alert")).to_contain_text("Invalidated 2 coupons. Skipped 1: 1 already redeemed.")
     assert Coupon.objects.filter(pool=pool, status=S.INVALID).count() == 2
