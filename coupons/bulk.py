@@ -21,7 +21,9 @@ from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Greatest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import ngettext
 
+from couponsite.counting import count_with_accuracy
 from pools.models import CouponTerms, CouponType
 
 from . import rows as row_sql
@@ -53,6 +55,67 @@ class BulkResult:
             reasons = "; ".join(f"{count:,} {reason}" for reason, count in self.skipped.most_common())
             text += f" Skipped {sum(self.skipped.values()):,}: {reasons}."
         return text
+
+
+@dataclass
+class BulkPreview:
+    """What a bulk action would do to a selection, counted before the confirmation."""
+
+    applied: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    estimated: bool = False  # some counts are the planner's estimates
+    background: bool = False  # more than ASYNC_THRESHOLD: it runs as a job
+
+    def _count(self, count: int) -> str:
+        return f"about {count:,}" if self.estimated else f"{count:,}"
+
+    def sentences(self, action: BulkAction) -> list[str]:
+        """"1,204 coupons will be invalidated." "37 are skipped: already redeemed." """
+        skipped = sum(self.skipped.values())
+        if self.applied:
+            text = ngettext("%(count)s coupon will be %(past)s.", "%(count)s coupons will be %(past)s.", self.applied)
+            lines = [text % {"count": self._count(self.applied), "past": action.past}]
+        else:
+            lines = [f"No selected coupon can be {action.past}."]
+        if skipped:
+            reasons = ", ".join(f"{self._count(count)} {reason}" for reason, count in self.skipped.most_common())
+            if len(self.skipped) == 1:
+                reasons = next(iter(self.skipped))  # "37 are skipped: already redeemed."
+            text = ngettext("%(count)s is skipped: %(reasons)s.", "%(count)s are skipped: %(reasons)s.", skipped)
+            lines.append(text % {"count": self._count(skipped), "reasons": reasons})
+        elif self.applied:
+            lines.append("None is skipped.")
+        if self.background and self.applied:
+            lines.append("They are changed in the background; the list refreshes when they are done.")
+        return [line[0].upper() + line[1:] for line in lines]
+
+
+def bulk_preview(*, action: BulkAction, queryset: QuerySet, pool_id: int) -> BulkPreview:
+    """How many coupons of ``queryset`` the action's rule allows, and how many it skips
+    and why, from per-status counts on the (pool, status, id) index: exact up to
+    ``counting.EXACT_COUNT_LIMIT`` each, the planner's estimate beyond (no scan of a
+    pool of 100 million). Gift cards follow their own rule, as in ``execute_chunk``."""
+    gift_terms = gift_card_terms_ids(pool_id)
+    if not gift_terms:
+        parts = [(queryset, False)]
+    elif not CouponTerms.objects.filter(pool_id=pool_id).exclude(pk__in=gift_terms).exists():
+        parts = [(queryset, True)]
+    else:
+        parts = [(queryset.exclude(terms_id__in=gift_terms), False), (queryset.filter(terms_id__in=gift_terms), True)]
+    preview = BulkPreview()
+    for coupons, gift in parts:
+        allowed = action.allowed_statuses(gift)
+        for status in CouponStatus:
+            count, estimated = count_with_accuracy(coupons.filter(status=status))
+            if not count:
+                continue
+            preview.estimated |= estimated
+            if status in allowed:
+                preview.applied += count
+            else:
+                preview.skipped[_skip_reason(status)] += count
+    preview.background = preview.applied + sum(preview.skipped.values()) > ASYNC_THRESHOLD
+    return preview
 
 
 def _skip_reason(status: int) -> str:

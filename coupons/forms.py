@@ -43,7 +43,28 @@ class PoolEditForm(PoolForm):
         }
 
 
-class TransferForm(BootstrapFormMixin, forms.Form):
+class DialogForm(BootstrapFormMixin, forms.Form):
+    """A row action dialog's form: a refusal of the action's service is shown on the
+    field it concerns (``ERROR_FIELDS``: refusal code -> field), else above the fields."""
+
+    ERROR_FIELDS: dict[str, str] = {}
+
+    def error_field(self, code: str) -> str | None:
+        return self.ERROR_FIELDS.get(code)
+
+    def place_error(self, error) -> None:
+        """Show a ``CouponActionError`` of the service in this form, keeping the input."""
+        name = self.error_field(getattr(error, "code", ""))
+        self.add_error(name, str(error))
+        if name is not None:
+            widget = self.fields[name].widget
+            if "is-invalid" not in widget.attrs.get("class", ""):
+                widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()
+
+
+class TransferForm(DialogForm):
+    CUSTOMER_CODES = ("customer_not_found", "customer_mismatch", "customer_ambiguous", "same_customer")
+
     customer_id = forms.CharField(label="Target customer ID", required=False, max_length=128)
     email = forms.EmailField(label="Target customer email", required=False)
 
@@ -53,8 +74,16 @@ class TransferForm(BootstrapFormMixin, forms.Form):
             raise forms.ValidationError("Enter the target customer's ID, email, or both.")
         return data
 
+    def error_field(self, code: str) -> str | None:
+        if code not in self.CUSTOMER_CODES:
+            return None
+        # The field that named the customer: the ID when given (an email is only checked against it).
+        return "customer_id" if self.cleaned_data.get("customer_id") else "email"
 
-class GiftCardRedeemForm(BootstrapFormMixin, forms.Form):
+
+class GiftCardRedeemForm(DialogForm):
+    ERROR_FIELDS = {code: "amount" for code in ("amount_invalid", "insufficient_balance", "below_minimum_redemption")}
+
     amount = forms.DecimalField(
         label="Amount", required=False, min_value=Decimal("0.01"), max_digits=12, decimal_places=2,
         help_text="Leave empty to use the whole balance.",

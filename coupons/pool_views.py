@@ -53,6 +53,8 @@ class PoolFormView(PermissionRequiredMixin, FormView):
                     pool=self.pool, actor=self.request.user, **fields, **form.update_options()
                 )
                 text = f"Coupon pool \u201c{pool.name}\u201d saved."
+                if form.pattern_warning:
+                    text += " " + form.pattern_warning
                 if propagation is not None:
                     text += " " + propagation.message()
                 messages.success(self.request, text)

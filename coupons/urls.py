@@ -15,6 +15,8 @@ pool_form_patterns = [
 urlpatterns = [
     path("pools/<int:pk>/coupons/", views.PoolCouponsView.as_view(), name="pool_coupons"),
     path("pools/<int:pk>/coupons/bulk/", views.PoolCouponsBulkView.as_view(), name="pool_coupons_bulk"),
+    path("pools/<int:pk>/coupons/bulk/preview/", views.PoolCouponsBulkPreviewView.as_view(),
+         name="pool_coupons_bulk_preview"),
     path("pools/<int:pk>/coupons/export.csv", views.PoolCouponsExportView.as_view(), name="pool_coupons_export"),
     path("pools/<int:pk>/generation/", views.PoolGenerationView.as_view(), name="pool_generation"),
     path("generation/<int:pk>/", views.GenerationBatchView.as_view(), name="generation_batch"),

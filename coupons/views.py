@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.views import View
 from django.views.generic import TemplateView
 from django_filters.views import FilterView
+from django_htmx.http import HttpResponseClientRedirect
 from django_tables2 import RequestConfig, SingleTableMixin
 
 from couponsite import counting
@@ -19,7 +20,7 @@ from pools.selectors import pool_get_visible, pool_list_visible
 from . import selectors, services
 from .access import CHANGE_COUPONS, may_change_coupons
 from .actions import ACTIONS
-from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_submit
+from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_preview, bulk_submit
 from .exports import EXPORT_KEPT, STREAM_LIMIT, coupons_to_export, csv_lines, export_submit
 from .filters import CouponFilter
 from .forms import AssignForm, GenerationForm, GiftCardRedeemForm, TransferForm
@@ -120,32 +121,39 @@ class PoolCouponsView(PoolTabMixin, SingleTableMixin, FilterView):
         return cards
 
 
-class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
-    """POST: apply a bulk action to the ticked coupons, or to all matching the filters.
-
-    The coupons are re-selected through the same filter set as the list, so posted
-    ids only narrow that selection and are never trusted on their own.
-    """
+class BulkSelectionMixin(PermissionRequiredMixin, PoolTabMixin):
+    """The coupons a bulk action works on: re-selected through the same filter set as
+    the list, so posted ids only narrow that selection and are never trusted on their own."""
 
     permission_required = CHANGE_COUPONS
+
+    def selection(self, data):
+        """``(coupons, filters, ids, problem)``: ``problem`` is ``(message level, why)``
+        when there is no selection."""
+        filters = {key: data.get(key) for key in FILTER_KEYS if data.get(key)}
+        filterset = CouponFilter(filters, queryset=selectors.coupons_of_pool(pool=self.pool))
+        if not filterset.is_valid():
+            return None, filters, None, (messages.ERROR, "The filters are not valid; nothing was changed.")
+        coupons, ids = filterset.qs, None
+        if data.get("select_all") != "1":
+            ids = [int(i) for i in data.getlist("selected") if i.isdigit()]
+            if not ids:
+                return None, filters, None, (messages.WARNING, "Tick at least one coupon first.")
+            coupons = coupons.filter(id__in=ids)
+        return coupons, filters, ids, None
+
+
+class PoolCouponsBulkView(BulkSelectionMixin, View):
+    """POST: apply a bulk action to the ticked coupons, or to all matching the filters."""
 
     def post(self, request, pk):
         action = BULK_ACTIONS.get(request.POST.get("action", ""))
         if action is None:
             return HttpResponseBadRequest("Unknown bulk action.")
-        filters = {key: request.POST.get(key) for key in FILTER_KEYS if request.POST.get(key)}
-        filterset = CouponFilter(filters, queryset=selectors.coupons_of_pool(pool=self.pool))
-        if not filterset.is_valid():
-            messages.error(request, "The filters are not valid; nothing was changed.")
+        coupons, filters, ids, problem = self.selection(request.POST)
+        if problem is not None:
+            messages.add_message(request, *problem)
             return redirect(self._back(filters))
-        coupons = filterset.qs
-        ids = None
-        if request.POST.get("select_all") != "1":
-            ids = [int(i) for i in request.POST.getlist("selected") if i.isdigit()]
-            if not ids:
-                messages.warning(request, "Tick at least one coupon first.")
-                return redirect(self._back(filters))
-            coupons = coupons.filter(id__in=ids)
         total = counting.count_or_estimate(coupons)
         if total > ASYNC_THRESHOLD:
             job = bulk_submit(pool=self.pool, action=action, filters=filters, ids=ids, user=request.user, total=total,
@@ -161,6 +169,22 @@ class PoolCouponsBulkView(PermissionRequiredMixin, PoolTabMixin, View):
     def _back(self, filters, **extra):
         query = urlencode({**filters, **extra})
         return reverse("coupons:pool_coupons", args=[self.pool.pk]) + (f"?{query}" if query else "")
+
+
+class PoolCouponsBulkPreviewView(BulkSelectionMixin, View):
+    """htmx fragment for the bulk dialog: how many of the selection the action would
+    change, and how many it would skip and why, before the manager confirms."""
+
+    def get(self, request, pk):
+        action = BULK_ACTIONS.get(request.GET.get("action", ""))
+        if action is None:
+            return HttpResponseBadRequest("Unknown bulk action.")
+        coupons, _, _, problem = self.selection(request.GET)
+        preview = None if problem else bulk_preview(action=action, queryset=coupons, pool_id=self.pool.pk)
+        return render(request, "coupons/_bulk_preview.html", {
+            "problem": problem[1] if problem else None, "preview": preview, "sentences": preview.sentences(action) if preview else [],
+            "danger": action.action.danger,
+        })
 
 
 class PoolGenerationView(PoolTabMixin, TemplateView):
@@ -225,28 +249,41 @@ class CouponActionView(PermissionRequiredMixin, View):
         form_class = self.form_class()
         return self.render_dialog(form_class() if form_class else None)
 
-    def render_dialog(self, form, error=None):
+    def render_dialog(self, form, error=None, status=200):
         context = {"coupon": self.coupon, "action": self.action, "form": form, "error": error,
                    "next": self.next_url(), "allowed": self.action.allows(self.coupon)}
-        return render(self.request, "coupons/_action_dialog.html", context)
+        return render(self.request, "coupons/_action_dialog.html", context, status=status)
 
     def post(self, request, coupon_pk, action):
         actor = Actor.of_user(request.user)
         kwargs = {}
         form_class = self.form_class()
-        if form_class is not None:
-            form = form_class(request.POST)
+        form = form_class(request.POST) if form_class is not None else None
+        if form is not None:
             if not form.is_valid():
-                messages.error(request, f"{self.coupon.code}: " + " ".join(
-                    str(e) for errors in form.errors.values() for e in errors))
-                return redirect(self.next_url())
+                return self.refused(form)
             kwargs = {k: v for k, v in form.cleaned_data.items() if v not in (None, "")}
         try:
             self.action.service(coupon=self.coupon, actor=actor, **kwargs)
         except CouponActionError as exc:
-            messages.error(request, f"{self.coupon.code}: {exc}")
-        else:
-            messages.success(request, self.action.done_message(self.coupon.code))
+            if form is not None:
+                form.place_error(exc)
+            return self.refused(form, error=None if form is not None else str(exc))
+        messages.success(request, self.action.done_message(self.coupon.code))
+        if request.htmx:
+            return HttpResponseClientRedirect(self.next_url())
+        return redirect(self.next_url())
+
+    def refused(self, form, error=None):
+        """The dialog again, with what was typed and why it was refused (422: htmx swaps
+        it into the open dialog, ``coupon_list.js``). Without JavaScript the form was a
+        page's post: back to the list with the reason."""
+        if self.request.htmx:
+            # The coupon as it is now: the refused service changed nothing.
+            self.coupon = selectors.coupon_get_visible(user=self.request.user, pk=self.coupon.pk)
+            return self.render_dialog(form, error=error, status=422)
+        reasons = [error] if error else [str(e) for errors in form.errors.values() for e in errors]
+        messages.error(self.request, f"{self.coupon.code}: " + " ".join(reasons))
         return redirect(self.next_url())
 
 

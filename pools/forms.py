@@ -82,12 +82,56 @@ class PoolForm(BootstrapModelForm):
             self.fields["callback_api_key"].help_text = (
                 "A key is stored. Leave empty to keep it, or type a new one to replace it."
             )
-        if self.instance.pk and self.instance.source_locked:
-            for name in ("source", "pattern", "excluded_characters"):
+        self.lock = self.instance.lock_state()  # the source lock (``pools.models.lock``)
+        self.pattern_warning = ""
+        if self.lock.source_locked:
+            self._lock_fields()
+
+    def _lock_fields(self) -> None:
+        """Disabled fields keep the stored value on save (Django uses the initial one)."""
+        self.fields["source"].disabled = True
+        self.fields["source"].help_text = self.lock.source_reason()
+        if self.instance.source not in PATTERN_SOURCES:
+            self.fields["pattern"].disabled = True  # it has none, and cannot get one
+        elif self.instance.source == PoolSource.BULK:
+            for name in ("pattern", "excluded_characters"):
                 self.fields[name].disabled = True
-                self.fields[name].help_text = (
-                    "Locked: bulk generation has started for this pool."
-                )
+                self.fields[name].help_text = self.lock.bulk_pattern_reason()
+        elif self.instance.source == PoolSource.GENERATED and self.lock.coupons:
+            self.fields["pattern"].help_text = (
+                f"This pool issued {self.lock.held()}. A new pattern must not make codes like theirs, "
+                "and must allow more than that under the 1% rule; they keep their codes."
+            )
+            self.fields["confirm_pattern_change"] = forms.BooleanField(
+                label="Change the pattern", required=False,
+                widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
+            )
+
+    @property
+    def awaits_confirmation(self) -> bool:
+        """Only the new pattern's confirmation is missing: a question, not an error."""
+        return set(self.errors) == {"confirm_pattern_change"}
+
+    def locked_fields(self) -> list:
+        """The disabled source fields, whose stored values the page's scripts read."""
+        return [self[name] for name in ("source", "pattern", "excluded_characters") if self.fields[name].disabled]
+
+    def full_clean(self):
+        super().full_clean()
+        if "confirm_pattern_change" in self.fields:  # a question, not shown as a mistake
+            widget = self.fields["confirm_pattern_change"].widget
+            widget.attrs["class"] = widget.attrs.get("class", "").replace(" is-invalid", "")
+
+    def _post_clean(self):
+        super()._post_clean()  # the model's clean: the lock's refusals
+        if "confirm_pattern_change" not in self.fields or self.has_error("pattern"):
+            return
+        change = self.instance.pattern_change()
+        if change is None:
+            return
+        self.pattern_warning = change.warning()
+        if not self.cleaned_data.get("confirm_pattern_change"):
+            self.add_error("confirm_pattern_change", "Tick “Change the pattern” to save the new pattern.")
 
     def clean_callback_api_key(self):
         # The stored key is never sent back to the browser; empty on edit keeps it.

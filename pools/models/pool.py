@@ -18,6 +18,7 @@ from django.db import models
 from couponsite import outbound
 
 from .. import patterns
+from . import lock
 from .catalog import Product, Store
 from .terms import (
     BULK_ONLY_FIELDS,
@@ -205,7 +206,8 @@ class CouponPool(models.Model):
 
     @property
     def source_locked(self) -> bool:
-        return self.generation_started_at is not None
+        """The source can no longer change (it holds coupons, or generation started)."""
+        return self.lock_state().source_locked
 
     def compiled_pattern(self) -> patterns.Pattern | None:
         if not self.has_pattern or not self.pattern:
@@ -374,19 +376,57 @@ class CouponPool(models.Model):
             )
 
     def _clean_locked_fields(self, refuse) -> None:
-        if not self.pk or not self.source_locked:
+        """The source lock (``lock``): the source once the pool holds a coupon, a bulk
+        pool's pattern with it, a generated pool's pattern only while codes stay unique
+        and the 1% rule holds."""
+        if not self.pk:
             return
-        # Excluded characters too: they define which codes the pattern makes, and so the
-        # pool's capacity under the 1% rule.
-        locked = ("source", "pattern", "excluded_characters")
-        stored = type(self).objects.filter(pk=self.pk).values(*locked).first()
+        guarded = ("source", "pattern", "excluded_characters")
+        stored = type(self).objects.filter(pk=self.pk).values(*guarded).first()
         if stored is None:
             return
-        for field in locked:
-            if getattr(self, field) != stored[field]:
+        changed = [field for field in guarded if getattr(self, field) != stored[field]]
+        if not changed:
+            return
+        state = self.lock_state()
+        if not state.source_locked:
+            return
+        if "source" in changed:
+            label = dict(PoolSource.choices).get(stored["source"], stored["source"])
+            refuse("source", f"{state.source_reason()} It is {label}.")
+            return
+        if self.source == PoolSource.BULK:
+            # Excluded characters too: they define which codes the pattern makes, and so
+            # the pool's capacity under the 1% rule.
+            for field in changed:
                 label = self._meta.get_field(field).verbose_name
-                refuse(
-                    field,
-                    f"The {label} cannot change once bulk generation has started "
-                    f"(it is {stored[field]!r}).",
-                )
+                when = "bulk generation has started" if state.generation_started else "the pool holds coupons"
+                refuse(field, f"The {label} cannot change once {when} (it is {stored[field]!r}).")
+        elif self.source == PoolSource.GENERATED and "pattern" in changed and self.pattern:
+            try:
+                new = self.compiled_pattern()
+            except patterns.PatternError:
+                return  # _clean_pattern says why
+            refusal = lock.pattern_change_refusal(self, new, state)
+            if refusal:
+                refuse("pattern", refusal)
+
+    def lock_state(self) -> lock.PoolLock:
+        """Whether the source and pattern may still change, as stored now (``lock``)."""
+        return lock.pool_lock(self)
+
+    def pattern_change(self) -> lock.PatternChange | None:
+        """What a save changes for a generated pool holding coupons whose pattern was
+        edited (the form's warning), or None when nothing noteworthy changes."""
+        if not self.pk or self.source != PoolSource.GENERATED or not self.pattern:
+            return None
+        stored = type(self).objects.filter(pk=self.pk).values("source", "pattern").first()
+        if stored is None or stored["source"] != PoolSource.GENERATED or stored["pattern"] == self.pattern:
+            return None
+        state = self.lock_state()
+        if not state.coupons:
+            return None
+        try:
+            return lock.pattern_change(self.compiled_pattern(), state)
+        except patterns.PatternError:
+            return None

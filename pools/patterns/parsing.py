@@ -11,6 +11,7 @@ are matched case-insensitively anywhere in the code.
 from __future__ import annotations
 
 import math
+import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -150,6 +151,12 @@ class Pattern:
         if len(code) != self.length:
             return False
         return all(c in p.alphabet for c, p in zip(code, self.positions, strict=True))
+
+    def regex(self) -> str:
+        """A regular expression matching exactly the codes of this pattern (before
+        excluded phrases), in the syntax Python and PostgreSQL share."""
+        parts = (f"[{re.escape(p.alphabet)}]" if p.is_placeholder else re.escape(p.alphabet) for p in self.positions)
+        return "^" + "".join(parts) + "$"
 
     def generate(self, count: int) -> list[str]:
         """``count`` distinct codes as ``str``, in random order.

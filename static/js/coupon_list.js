@@ -1,4 +1,14 @@
 // Coupons tab: row selection, "select all N matching", bulk confirmation dialog.
+
+// A row action refused by the server answers 422 with the dialog again (the typed
+// values and the reason inside it): swap it in like a success instead of dropping it.
+document.body.addEventListener("htmx:beforeSwap", (event) => {
+  if (event.detail.xhr.status === 422) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});
+
 (function () {
   const form = document.getElementById("bulk-form");
   if (!form) return;
@@ -64,13 +74,31 @@
         document.getElementById("bulk-action").value = button.dataset.action;
         form.submit();
       });
+      // How many will be changed and how many skipped, counted by the server first.
+      confirm.disabled = true;
+      const preview = content.querySelector("#bulk-preview");
+      const params = new URLSearchParams(new FormData(form));
+      ["csrfmiddlewaretoken", "submission"].forEach((name) => params.delete(name));
+      params.set("action", button.dataset.action);
+      const counted = () => {
+        const result = preview.querySelector("[data-applied]");
+        if (!result) {
+          preview.textContent = "The coupons could not be counted; those whose status does not allow it are skipped.";
+        }
+        confirm.disabled = result !== null && result.dataset.applied === "0";
+        if (result && result.dataset.danger === "1") confirm.classList.replace("btn-primary", "btn-danger");
+      };
+      htmx.ajax("GET", `${form.dataset.previewUrl}?${params}`, { target: preview, swap: "innerHTML" })
+        .then(counted, counted);
       bootstrap.Modal.getOrCreateInstance(dialog).show();
     })
   );
   // Row menus load their dialog with htmx; put the focus in it once it arrives.
   document.body.addEventListener("htmx:afterSwap", (event) => {
     if (event.detail.target === content) {
-      const first = content.querySelector("input:not([type=hidden]), button[type=submit]");
+      // After a refusal, the field it concerns (its text kept); else the first one.
+      const first = content.querySelector(".is-invalid") ||
+        content.querySelector("input:not([type=hidden]), button[type=submit]");
       if (first) first.focus();
     }
   });

@@ -2,6 +2,7 @@
 
 import math
 import random
+import re
 import string
 from unittest import mock
 
@@ -333,3 +334,17 @@ def test_codes_sharing_a_hash_key_are_told_apart_by_their_bytes():
     with mock.patch.object(generator, "_keys", return_value=np.zeros(5, dtype=np.uint64)):
         kept = generator._without_duplicates(with_repeat)  # as if all five keys collided
     assert kept.tolist() == rows.tolist()
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=pattern_texts, excluded=excluded_sets, other=pattern_texts)
+def test_the_regex_matches_exactly_the_codes_of_the_pattern(text, excluded, other):
+    try:
+        pattern, foreign = parse_pattern(text, ",".join(sorted(excluded))), parse_pattern(other)
+    except PatternError:
+        return
+    regex = re.compile(pattern.regex())
+    for code in pattern.generate(min(20, pattern.combinations)) if not pattern.is_generic else [pattern.text]:
+        assert regex.fullmatch(code), (pattern.regex(), code)
+    for code in foreign.generate(min(20, foreign.combinations)) if not foreign.is_generic else [foreign.text]:
+        assert bool(regex.fullmatch(code)) == pattern.matches(code), (pattern.regex(), code)
