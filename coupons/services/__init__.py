@@ -17,11 +17,11 @@ take (labels, menus, bulk or not) in ``coupons.actions``.
 from .claims import EXACT_GUESSING_CHECK, coupon_assign, coupon_claim, coupon_claim_for
 from .customers import customer_find, customer_get_or_create
 from .redemptions import coupon_redeem, coupon_unredeem
-from .rules import RULES, Actor, CouponActionError, Rule
+from .rules import RULES, Actor, CouponActionError, Rule, voided_below_minimum
 from .transitions import coupon_expire, coupon_invalidate, coupon_transfer, coupon_unassign
 
 __all__ = [
     "EXACT_GUESSING_CHECK", "RULES", "Actor", "CouponActionError", "Rule", "coupon_assign", "coupon_claim",
     "coupon_claim_for", "coupon_expire", "coupon_invalidate", "coupon_redeem", "coupon_transfer",
-    "coupon_unassign", "coupon_unredeem", "customer_find", "customer_get_or_create",
+    "coupon_unassign", "coupon_unredeem", "customer_find", "customer_get_or_create", "voided_below_minimum",
 ]

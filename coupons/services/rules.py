@@ -52,14 +52,17 @@ class Rule:
             raise CouponActionError(self.reason(coupon.status), code=f"status_{S(coupon.status).slug}")
 
     def reason(self, status: int) -> str:
-        names = " and ".join(S(s).slug.replace("_", " ") for s in sorted(self.allowed))
+        names = [S(s).slug.replace("_", " ") for s in sorted(self.allowed)]
+        names = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
         current = S(status).slug.replace("_", " ")
         return f"Only {names} coupons can {self.verb}; this one is {current}."
 
 
 RULES = {
     "assign": Rule(frozenset({S.UNASSIGNED}), "be assigned"),
-    "invalidate": Rule(frozenset({S.UNASSIGNED, S.CLAIMED}), "be invalidated"),
+    # A gift card part spent can be voided too (a compromised card): only gift cards are
+    # ever partially redeemed, so one rule serves both, single and bulk.
+    "invalidate": Rule(frozenset({S.UNASSIGNED, S.CLAIMED, S.PARTIALLY_REDEEMED}), "be invalidated"),
     "unassign": Rule(frozenset({S.CLAIMED}), "be unassigned"),
     "transfer": Rule(frozenset({S.CLAIMED}), "be transferred"),
     "redeem": Rule(frozenset({S.CLAIMED}), "be redeemed"),
@@ -88,6 +91,17 @@ def give(coupon: Coupon, customer: Customer, terms, now) -> None:
     check_currency(terms, customer)
     coupon.status, coupon.customer, coupon.claimed_at, coupon.claims = S.CLAIMED, customer, now, 1
     coupon.expires_at = terms.expires_at(now)
+
+
+def voided_below_minimum(coupon: Coupon) -> bool:
+    """A gift card a redemption left under its minimum value (SPEC: it is void), which
+    that redemption's undo may revive; not one a manager invalidated (its balance is at
+    or above the minimum: below it, the card was void already)."""
+    terms = coupon.effective_terms
+    return (
+        terms.is_gift_card and coupon.status == S.INVALID and coupon.balance is not None
+        and terms.minimum_value is not None and coupon.balance < terms.minimum_value
+    )
 
 
 def check_not_past_expiry(coupon: Coupon, now) -> None:
