@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from pools.models import CouponTerms
+
 from ..models import ActorKind, Coupon, CouponStatus, Customer
 
 S = CouponStatus
@@ -121,3 +123,23 @@ def check_currency(terms, customer: Customer) -> None:
             f"{held}, so they cannot receive one.",
             code="currency_mismatch",
         )
+
+
+def check_currency_kept(customer: Customer, currency: str) -> None:
+    """A customer holding a usable gift card of a currency keeps that currency: such
+    cards are issued only to customers in it (``check_currency``), and a change would
+    leave the card with a customer it could not be given to."""
+    if currency == customer.currency:
+        return
+    held = (
+        Coupon.objects.filter(customer=customer, status__in=(S.CLAIMED, S.PARTIALLY_REDEEMED))
+        .values_list("terms_id", flat=True).distinct()
+    )
+    for terms in CouponTerms.objects.filter(pk__in=held).select_related("effective"):
+        required = (terms.effective or terms).currency_required
+        if required and required != currency:
+            raise CouponActionError(
+                f"Customer {customer.external_id} holds gift cards in {required}, so their currency stays "
+                f"{required} while they do (redeem, invalidate or transfer those cards first).",
+                code="currency_held",
+            )
