@@ -9,12 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from coupons import services as coupon_services
-from coupons.access import customer_created_by, customer_visible
 from coupons.baskets import Validation, coupon_check
 from coupons.models import ActorKind, Coupon, CouponStatus, Customer
 from coupons.selectors import code_q
@@ -111,27 +110,9 @@ def codes_held_elsewhere(api_key: ApiKey, codes: list[str]) -> bool:
 
 
 def customer_put(*, api_key: ApiKey, external_id: str, email: str | None, currency: str | None) -> tuple[Customer, bool]:
-    """Create the customer, or update one the key may see (``coupons.access``); another
-    group's customer is "not found", with nothing of it in the answer."""
-    with transaction.atomic():
-        customer = Customer.objects.select_for_update().filter(external_id=external_id).first()
-        if customer is not None and not customer_visible(api_key, customer):
-            raise CouponActionError(f"No customer has the ID {external_id!r}.", code="customer_not_found")
-        created = customer is None
-        if created:
-            customer = Customer(external_id=external_id)
-        if email is not None:
-            customer.email = email
-        if currency is not None:
-            customer.currency = currency
-        try:
-            with transaction.atomic():
-                customer.save()
-        except IntegrityError:
-            raise CouponActionError("The customer was created by another request; try again.", code="conflict") from None
-        if created:
-            customer_created_by(api_key, customer)
-    return customer, created
+    """Create the customer, or update one the key may see (``coupons.services.customer_put``,
+    the one home of a customer's fields' rules); another group's customer is "not found"."""
+    return coupon_services.customer_put(principal=api_key, external_id=external_id, email=email, currency=currency)
 
 
 # --- events ----------------------------------------------------------------------------

@@ -10,20 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import services
-from .models import Coupon, CouponStatus, EventAction
-from .services import RULES, Rule
-
-S = CouponStatus
-
-
-def _voided_gift_card(coupon: Coupon) -> bool:
-    """A gift card a redemption left under its minimum value (SPEC: it is void): its
-    last redemption may still be undone."""
-    terms = coupon.effective_terms
-    return (
-        terms.is_gift_card and coupon.status == S.INVALID and coupon.balance is not None
-        and terms.minimum_value is not None and coupon.balance < terms.minimum_value
-    )
+from .models import Coupon, EventAction
+from .services import RULES, Rule, voided_below_minimum
 
 
 @dataclass(frozen=True)
@@ -62,7 +50,7 @@ _ALL = (  # in menu order
                  gift_card_rule="redeem_gift_card", bulk_label="Redeem selected"),
     CouponAction("unredeem", "Mark as unredeemed", "marked as unredeemed", "unredeem", services.coupon_unredeem,
                  EventAction.UNREDEEM, gift_card_rule="unredeem_gift_card", bulk_label="Unredeem selected",
-                 also_allowed=_voided_gift_card),
+                 also_allowed=voided_below_minimum),
     CouponAction("transfer", "Transfer", "transferred", "transfer", services.coupon_transfer),
     CouponAction("unassign", "Unassign", "unassigned", "unassign", services.coupon_unassign, EventAction.UNASSIGN,
                  bulk_label="Unassign selected"),

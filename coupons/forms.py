@@ -6,6 +6,7 @@ from couponsite.forms import BootstrapFormMixin, StackedRadioSelect
 from pools.forms import PoolForm
 
 from .propagation import UpdateMethod
+from .services.customers import ID_MAX
 
 
 class PoolEditForm(PoolForm):
@@ -104,3 +105,37 @@ class GenerationForm(BootstrapFormMixin, forms.Form):
         help_text="1 to 5,000,000 per batch.",
         error_messages={"max_value": "At most 5,000,000 coupons per batch; start several batches for more."},
     )
+
+
+class CustomerForm(BootstrapFormMixin, forms.Form):
+    """A customer's fields for the create and edit pages. Their rules are the service's
+    (``coupons.services.customer_clean``, the API's too): ``add_refusal`` puts its
+    errors on the fields, and the page shows the form again with what was typed."""
+
+    external_id = forms.CharField(
+        label="Customer ID", widget=forms.TextInput(attrs={"maxlength": ID_MAX, "autocomplete": "off"}),
+        help_text="The ID the shop and the API know the customer by. It cannot be changed later.",
+    )
+    email = forms.CharField(
+        label="Email", required=False, widget=forms.EmailInput(attrs={"autocomplete": "off"}),
+        help_text="Optional. Transfers can find the customer by it.",
+    )
+    currency = forms.CharField(
+        label="Currency", required=False, widget=forms.TextInput(attrs={"maxlength": 3, "class": "max-w-8"}),
+        help_text="Optional. Three letters (ISO 4217, such as EUR). Gift cards in a currency are given "
+                  "only to customers in it.",
+    )
+
+    def __init__(self, *args, editing: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if editing:
+            del self.fields["external_id"]
+
+    def add_refusal(self, error, field=None) -> None:
+        """A ``ValidationError`` from the service (by field) or a refusal's message."""
+        self.add_error(field, error)
+        for name in self.errors:
+            if name in self.fields:
+                widget = self.fields[name].widget
+                if "is-invalid" not in widget.attrs.get("class", ""):
+                    widget.attrs["class"] = f"{widget.attrs.get('class', '')} is-invalid".strip()

@@ -131,11 +131,20 @@ def pool_daily_activity(*, pool: CouponPool, days: int = 30) -> dict:
 # --- customers -------------------------------------------------------------------
 
 
+# pg_trgm indexes text by its 3-character pieces (migration 0007): a shorter text could
+# only be found by reading the whole index, so it matches the start of an ID or a whole email.
+SEARCH_PART_MIN = 3
+
+
 def customers_search(*, text: str, user) -> QuerySet[Customer]:
-    """The customers the user may see (``coupons.access``), by ID (or its start) or email."""
+    """The customers the user may see (``coupons.access``) whose ID or email contains
+    ``text`` (any case); a text under ``SEARCH_PART_MIN`` characters matches the start of
+    an ID or a whole email."""
     customers = Customer.objects.filter(visible_customers(user)).order_by("-id")
     text = (text or "").strip()
-    if text:
+    if len(text) >= SEARCH_PART_MIN:
+        customers = customers.filter(Q(external_id__icontains=text) | Q(email__icontains=text))
+    elif text:
         customers = customers.filter(Q(external_id__startswith=text) | Q(email__iexact=text))
     return customers
 
@@ -157,6 +166,6 @@ def customer_coupons_visible(*, customer: Customer, user) -> QuerySet[Coupon]:
 def customer_events_visible(*, customer: Customer, user) -> QuerySet[CustomerEvent]:
     return (
         CustomerEvent.objects.filter(customer=customer).filter(visible_events(user))
-        .select_related("coupon", "pool", "actor_user")
+        .select_related("coupon__terms__effective", "pool", "actor_user")  # terms: the amounts' currency
         .order_by("-id")
     )

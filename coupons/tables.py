@@ -1,6 +1,7 @@
 from urllib.parse import quote
 
 import django_tables2 as tables
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
@@ -112,7 +113,7 @@ class CouponTable(BaseTable):
 
 
 class CustomerCouponTable(BaseTable):
-    code = tables.Column(attrs={"td": {"class": "font-monospace"}})
+    code = tables.Column(attrs={"td": {"class": "text-nowrap"}})  # the link is monospace (_coupon_link.html)
     pool = tables.Column(linkify=lambda record: reverse("coupons:pool_coupons", args=[record.pool_id]))
     claimed_at = tables.Column(verbose_name="Claimed at", empty_values=())
     expires_at = tables.Column(verbose_name="Expiration date", empty_values=())
@@ -120,6 +121,9 @@ class CustomerCouponTable(BaseTable):
     status = tables.Column()
     usages = tables.Column()
     claims = tables.Column()
+
+    def render_code(self, record):
+        return render_to_string("coupons/_coupon_link.html", {"coupon": record})
 
     def render_claimed_at(self, record):
         return local(record.claimed_at, "Y-m-d H:i")

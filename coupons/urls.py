@@ -27,6 +27,8 @@ urlpatterns = [
     path("jobs/<str:kind>/<int:pk>/", job_views.JobCardView.as_view(), name="job"),
     path("jobs/<str:kind>/<int:pk>/<str:action>/", job_views.JobActionView.as_view(), name="job_action"),
     path("customers/", views.CustomerListView.as_view(), name="customers"),
+    path("customers/new/", views.CustomerCreateView.as_view(), name="customer_create"),
     path("customers/<int:pk>/", views.CustomerDetailView.as_view(), name="customer"),
+    path("customers/<int:pk>/edit/", views.CustomerEditView.as_view(), name="customer_edit"),
     path("customers/<int:pk>/assign/", views.CustomerAssignView.as_view(), name="customer_assign"),
 ]

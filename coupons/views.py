@@ -2,13 +2,13 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views import View
-from django.views.generic import TemplateView
+from django.views.generic import FormView, TemplateView
 from django_filters.views import FilterView
 from django_htmx.http import HttpResponseClientRedirect
 from django_tables2 import RequestConfig, SingleTableMixin
@@ -23,7 +23,7 @@ from .actions import ACTIONS
 from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_preview, bulk_submit
 from .exports import EXPORT_KEPT, STREAM_LIMIT, coupons_to_export, csv_lines, export_submit
 from .filters import CouponFilter
-from .forms import AssignForm, GenerationForm, GiftCardRedeemForm, TransferForm
+from .forms import AssignForm, CustomerForm, GenerationForm, GiftCardRedeemForm, TransferForm
 from .generation import GenerationError, generation_start, pool_generation_capacity
 from .jobs.selectors import job_get_visible, live_jobs
 from .jobs.views import JobFragmentView, next_url, say_queued
@@ -363,7 +363,10 @@ class CustomerListView(SingleTableMixin, TemplateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         q = self.request.GET.get("q", "")
-        context.update(page=self.page, q=q, filter_query=urlencode({"q": q}) if q else "")
+        context.update(page=self.page, q=q, filter_query=urlencode({"q": q}) if q else "",
+                       search_part_min=selectors.SEARCH_PART_MIN)
+        if not q and not self.page.rows:
+            context["table"].empty_text = "No customers yet: the API adds them with their first claim, and managers can create one with New customer."
         return context
 
 
@@ -389,6 +392,63 @@ class CustomerDetailView(TemplateView):
             assign_form=AssignForm(pools=pool_list_visible(user=user)),
         )
         return context
+
+
+class CustomerCreateView(PermissionRequiredMixin, FormView):
+    """A new customer (ID, email, currency), then their page, where a coupon can be
+    assigned at once. The fields' rules are the service's, as for the API's PUT."""
+
+    permission_required = "coupons.add_customer"
+    template_name = "coupons/customer_form.html"
+    form_class = CustomerForm
+
+    def form_valid(self, form):
+        external_id = form.cleaned_data["external_id"].strip()
+        try:
+            customer = services.customer_create(principal=self.request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_refusal(exc)
+            return self.form_invalid(form)
+        except CouponActionError as exc:
+            form.add_refusal(str(exc), "external_id")
+            # The one taken, linked when this user may see it.
+            existing = selectors.customers_search(text="", user=self.request.user).filter(external_id=external_id).first()
+            return self.render_to_response(self.get_context_data(form=form, existing=existing))
+        messages.success(self.request, f"Customer {customer.external_id} created.")
+        return redirect("coupons:customer", pk=customer.pk)
+
+
+class CustomerEditView(PermissionRequiredMixin, FormView):
+    """A customer's email and currency (the ID stays: shops and the API know them by it)."""
+
+    permission_required = "coupons.change_customer"
+    template_name = "coupons/customer_form.html"
+    form_class = CustomerForm
+
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        self.customer = selectors.customer_get_visible(user=request.user, pk=kwargs["pk"])
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "editing": True}
+
+    def get_initial(self):
+        return {"email": self.customer.email, "currency": self.customer.currency}
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(customer=self.customer, **kwargs)
+
+    def form_valid(self, form):
+        try:
+            customer = services.customer_update(principal=self.request.user, customer=self.customer, **form.cleaned_data)
+        except ValidationError as exc:
+            form.add_refusal(exc)
+            return self.form_invalid(form)
+        except CouponActionError as exc:
+            form.add_refusal(str(exc), "currency" if exc.code == "currency_held" else None)
+            return self.form_invalid(form)
+        messages.success(self.request, f"Customer {customer.external_id} saved.")
+        return redirect("coupons:customer", pk=customer.pk)
 
 
 class CustomerAssignView(PermissionRequiredMixin, View):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -22,7 +23,7 @@ from ..serializers import (
     EventResultSerializer,
     EventSerializer,
 )
-from .base import BROKEN_UTF8, ERRORS, KeyedView, refused
+from .base import BROKEN_UTF8, ERRORS, KeyedView, model_errors, refused
 
 
 class EventView(KeyedView):
@@ -64,9 +65,6 @@ class CustomerView(KeyedView):
     def put(self, request, customer_id):
         serializer = CustomerSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        customer_id = customer_id.strip()
-        if not customer_id or len(customer_id) > 128:
-            raise ApiError("A customer ID has 1 to 128 characters.", code="invalid", type="validation_error")
         if BROKEN_UTF8.search(customer_id):
             # Django hands bytes that are not UTF-8 on as their escapes ("%FF%FE"): such an
             # ID would be created as that text.
@@ -76,6 +74,9 @@ class CustomerView(KeyedView):
             customer, created = services.customer_put(
                 api_key=request.user, external_id=customer_id, email=data.get("email"), currency=data.get("currency")
             )
+        except DjangoValidationError as exc:  # the customer's fields' rules (coupons.services.customer_clean)
+            named = {("id" if field == "external_id" else field): errors for field, errors in exc.message_dict.items()}
+            raise model_errors(DjangoValidationError(named)) from None
         except CouponActionError as exc:
             raise refused(exc) from None
         return Response(CustomerSerializer(customer).data, status=201 if created else 200)

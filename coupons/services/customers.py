@@ -1,14 +1,22 @@
-"""Finding customers (by ID and/or email, within what a principal may see) and creating
-them on first sight (SPEC 7)."""
+"""Finding customers (by ID and/or email, within what a principal may see), creating
+them on first sight (SPEC 7), and creating or editing one on purpose (the API's PUT and
+the Management UI's customer form): their fields' rules are here, once."""
 
 from __future__ import annotations
 
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from ..access import customer_visible, visible_customers
+from pools.models import validate_currency
+
+from ..access import customer_created_by, customer_visible, visible_customers
 from ..models import Customer
-from .rules import CouponActionError
+from .rules import CouponActionError, check_currency_kept
+
+ID_MAX = Customer._meta.get_field("external_id").max_length
+EMAIL_MAX = Customer._meta.get_field("email").max_length
 
 
 def customer_find(*, external_id: str = "", email: str = "", principal=None) -> Customer:
@@ -68,3 +76,91 @@ def customer_get_or_create(external_id: str, *, email: str = "", currency: str =
     if row is not None:
         return Customer(pk=row[0], external_id=external_id, email=email, currency=currency)
     return Customer.objects.get(external_id=external_id)
+
+
+# --- creating and editing on purpose -------------------------------------------------------
+
+
+def customer_clean(*, external_id: str | None = None, email: str | None = None,
+                   currency: str | None = None) -> dict:
+    """The given fields, normalised (ID trimmed, email trimmed, currency in capitals), or a
+    ``ValidationError`` naming each bad field; a field left ``None`` is not checked."""
+    cleaned, errors = {}, {}
+    if external_id is not None:
+        cleaned["external_id"] = external_id = external_id.strip()
+        if not external_id or len(external_id) > ID_MAX:
+            errors["external_id"] = f"A customer ID has 1 to {ID_MAX} characters."
+    if email is not None:
+        cleaned["email"] = email = email.strip()
+        if len(email) > EMAIL_MAX:
+            errors["email"] = f"An email has at most {EMAIL_MAX} characters."
+        elif email:
+            try:
+                validate_email(email)
+            except ValidationError:
+                errors["email"] = "Enter a valid email address."
+    if currency is not None:
+        cleaned["currency"] = currency = currency.strip().upper()
+        if currency:
+            try:
+                validate_currency(currency)
+            except ValidationError as exc:
+                errors["currency"] = exc.messages[0]
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+def customer_create(*, principal, external_id: str, email: str = "", currency: str = "") -> Customer:
+    """A new customer; a customer ID already taken is refused (``customer_exists``), so
+    nothing of the existing customer changes. A limited principal's groups see it before
+    it holds a coupon (``coupons.access.customer_created_by``)."""
+    fields = customer_clean(external_id=external_id, email=email, currency=currency)
+    customer = Customer(**fields)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                customer.save()
+        except IntegrityError:
+            raise CouponActionError(
+                f"A customer with the ID {fields['external_id']} exists already.", code="customer_exists"
+            ) from None
+        customer_created_by(principal, customer)
+    return customer
+
+
+def customer_update(*, principal, customer: Customer, email: str | None = None,
+                    currency: str | None = None) -> Customer:
+    """Change a customer's email and/or currency (``None``: unchanged). A customer the
+    principal may not see is "not found"; one holding gift cards of a currency keeps it
+    (``rules.check_currency_kept``)."""
+    fields = customer_clean(email=email, currency=currency)
+    with transaction.atomic():
+        locked = Customer.objects.select_for_update().filter(pk=customer.pk).first()
+        if locked is None or not customer_visible(principal, locked):
+            raise CouponActionError(f"No customer has the ID {customer.external_id}.", code="customer_not_found")
+        if "currency" in fields:
+            check_currency_kept(locked, fields["currency"])
+        for name, value in fields.items():
+            setattr(locked, name, value)
+        if fields:
+            locked.save(update_fields=list(fields))
+    return locked
+
+
+def customer_put(*, principal, external_id: str, email: str | None = None,
+                 currency: str | None = None) -> tuple[Customer, bool]:
+    """Create the customer, or update one the principal may see (the API's PUT); another
+    group's customer is "not found", with nothing of it told. Returns (customer, created)."""
+    external_id = customer_clean(external_id=external_id)["external_id"]
+    existing = Customer.objects.filter(external_id=external_id).first()
+    if existing is None:
+        try:
+            return customer_create(principal=principal, external_id=external_id, email=email or "",
+                                   currency=currency or ""), True
+        except CouponActionError as exc:
+            if exc.code != "customer_exists":
+                raise
+            # Created by a parallel request meanwhile: update it like one found.
+            existing = Customer.objects.get(external_id=external_id)
+    return customer_update(principal=principal, customer=existing, email=email, currency=currency), False

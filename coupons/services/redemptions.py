@@ -12,7 +12,7 @@ from pools.models import PoolSource
 
 from ..models import Coupon, Customer, EventAction, GiftCardRedemption
 from .events import write_event
-from .rules import RULES, Actor, CouponActionError, S, check_not_past_expiry, give, lock_coupon
+from .rules import RULES, Actor, CouponActionError, S, check_not_past_expiry, give, lock_coupon, voided_below_minimum
 
 
 @transaction.atomic
@@ -130,10 +130,11 @@ def coupon_unredeem(*, coupon: Coupon, actor: Actor) -> Coupon:
 
 
 def _voided_by(coupon: Coupon, last: GiftCardRedemption | None) -> bool:
-    """True if ``last`` is the redemption that voided this gift card (minimum value)."""
+    """True if ``last`` is the redemption that voided this gift card (minimum value); a
+    card a manager invalidated after its last redemption stays void."""
     return (
         last is not None
-        and coupon.status == S.INVALID
+        and voided_below_minimum(coupon)
         and last.status_before != S.INVALID
         and coupon.balance == last.balance_before - last.amount
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from pools.models import CouponTerms
+
 from ..models import ActorKind, Coupon, CouponStatus, Customer
 
 S = CouponStatus
@@ -52,14 +54,17 @@ class Rule:
             raise CouponActionError(self.reason(coupon.status), code=f"status_{S(coupon.status).slug}")
 
     def reason(self, status: int) -> str:
-        names = " and ".join(S(s).slug.replace("_", " ") for s in sorted(self.allowed))
+        names = [S(s).slug.replace("_", " ") for s in sorted(self.allowed)]
+        names = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
         current = S(status).slug.replace("_", " ")
         return f"Only {names} coupons can {self.verb}; this one is {current}."
 
 
 RULES = {
     "assign": Rule(frozenset({S.UNASSIGNED}), "be assigned"),
-    "invalidate": Rule(frozenset({S.UNASSIGNED, S.CLAIMED}), "be invalidated"),
+    # A gift card part spent can be voided too (a compromised card): only gift cards are
+    # ever partially redeemed, so one rule serves both, single and bulk.
+    "invalidate": Rule(frozenset({S.UNASSIGNED, S.CLAIMED, S.PARTIALLY_REDEEMED}), "be invalidated"),
     "unassign": Rule(frozenset({S.CLAIMED}), "be unassigned"),
     "transfer": Rule(frozenset({S.CLAIMED}), "be transferred"),
     "redeem": Rule(frozenset({S.CLAIMED}), "be redeemed"),
@@ -90,6 +95,17 @@ def give(coupon: Coupon, customer: Customer, terms, now) -> None:
     coupon.expires_at = terms.expires_at(now)
 
 
+def voided_below_minimum(coupon: Coupon) -> bool:
+    """A gift card a redemption left under its minimum value (SPEC: it is void), which
+    that redemption's undo may revive; not one a manager invalidated (its balance is at
+    or above the minimum: below it, the card was void already)."""
+    terms = coupon.effective_terms
+    return (
+        terms.is_gift_card and coupon.status == S.INVALID and coupon.balance is not None
+        and terms.minimum_value is not None and coupon.balance < terms.minimum_value
+    )
+
+
 def check_not_past_expiry(coupon: Coupon, now) -> None:
     """A coupon past its date is expired, even if the scheduled task has not run yet."""
     if coupon.expires_at is not None and coupon.expires_at <= now and coupon.status in (S.CLAIMED, S.PARTIALLY_REDEEMED):
@@ -107,3 +123,23 @@ def check_currency(terms, customer: Customer) -> None:
             f"{held}, so they cannot receive one.",
             code="currency_mismatch",
         )
+
+
+def check_currency_kept(customer: Customer, currency: str) -> None:
+    """A customer holding a usable gift card of a currency keeps that currency: such
+    cards are issued only to customers in it (``check_currency``), and a change would
+    leave the card with a customer it could not be given to."""
+    if currency == customer.currency:
+        return
+    held = (
+        Coupon.objects.filter(customer=customer, status__in=(S.CLAIMED, S.PARTIALLY_REDEEMED))
+        .values_list("terms_id", flat=True).distinct()
+    )
+    for terms in CouponTerms.objects.filter(pk__in=held).select_related("effective"):
+        required = (terms.effective or terms).currency_required
+        if required and required != currency:
+            raise CouponActionError(
+                f"Customer {customer.external_id} holds gift cards in {required}, so their currency stays "
+                f"{required} while they do (redeem, invalidate or transfer those cards first).",
+                code="currency_held",
+            )

@@ -342,6 +342,19 @@ def test_put_customer_creates_then_updates(api):
     assert bad.status_code == 400 and error(bad)["message"].startswith("currency:")
 
 
+def test_put_customer_keeps_the_currency_of_held_gift_cards_and_checks_the_id(api):
+    """The rules of the Management UI's customer form, which uses the same service."""
+    holder = CustomerFactory(external_id="gc-holder", currency="EUR")
+    CouponFactory(pool=GiftCardPoolFactory(currency="EUR"), status=S.CLAIMED, customer=holder)
+    refused = api.put("/api/v1/customers/gc-holder", {"currency": "USD"}, format="json")
+    assert refused.status_code == 409 and error(refused)["code"] == "currency_held"
+    assert "holds gift cards in EUR" in error(refused)["message"]
+    holder.refresh_from_db()
+    assert holder.currency == "EUR"
+    too_long = api.put(f"/api/v1/customers/{'x' * 129}", {}, format="json")
+    assert too_long.status_code == 400 and error(too_long)["message"] == "id: A customer ID has 1 to 128 characters."
+
+
 # --- bulk operations ----------------------------------------------------------------------------------
 
 

@@ -82,7 +82,7 @@ def test_row_action_bulk_action_transfer_and_customer_events(page):
     events = page.get_by_test_id("events").locator("tbody tr")
     expect(events).to_have_count(3)
     expect(events.nth(0)).to_contain_text("coupon_transfer")
-    expect(events.nth(0)).to_contain_text("to: BOB-2")
+    expect(events.nth(0)).to_contain_text("To customer BOB-2.")
     expect(events.nth(1)).to_contain_text("coupon_unredeem")
     expect(events.nth(2)).to_contain_text("coupon_redeem")
     expect(events.nth(2)).to_contain_text("eva")

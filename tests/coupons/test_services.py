@@ -5,10 +5,12 @@ import datetime
 from decimal import Decimal
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from coupons import services
 from coupons.actions import allowed_actions
+from coupons.bulk import BULK_ACTIONS, bulk_apply
 from coupons.models import Coupon, CouponStatus, CustomerEvent, GiftCardRedemption
 from coupons.services import Actor, CouponActionError
 from pools.models import PoolSource
@@ -40,7 +42,8 @@ def events(customer=None, **filters):
 
 
 ACTIONS = {  # the service, the statuses it acts on, the status it leaves, its event
-    "invalidate": (lambda c, a: services.coupon_invalidate(coupon=c, actor=a), {S.UNASSIGNED, S.CLAIMED}, S.INVALID),
+    "invalidate": (lambda c, a: services.coupon_invalidate(coupon=c, actor=a),
+                   {S.UNASSIGNED, S.CLAIMED, S.PARTIALLY_REDEEMED}, S.INVALID),
     "unassign": (lambda c, a: services.coupon_unassign(coupon=c, actor=a), {S.CLAIMED}, S.UNASSIGNED),
     "redeem": (lambda c, a: services.coupon_redeem(coupon=c, actor=a), {S.CLAIMED}, S.REDEEMED),
     "unredeem": (lambda c, a: services.coupon_unredeem(coupon=c, actor=a), {S.REDEEMED}, S.CLAIMED),
@@ -291,7 +294,7 @@ def test_allowed_actions_follow_the_status():
     assert action_names(CouponFactory(status=S.REDEEMED)) == ["unredeem"]
     assert action_names(CouponFactory(status=S.EXPIRED)) == []
     gift = CouponFactory(pool=GiftCardPoolFactory(), status=S.PARTIALLY_REDEEMED)
-    assert action_names(gift) == ["redeem", "unredeem"]
+    assert action_names(gift) == ["redeem", "unredeem", "invalidate"]
 
 
 class TestReviewedEdges:
@@ -332,6 +335,61 @@ class TestReviewedEdges:
         with pytest.raises(CouponActionError, match="this one is invalid"):
             services.coupon_unredeem(coupon=card, actor=actor)
         assert snapshot(card)[0] == S.INVALID
+
+
+class TestInvalidatingAPartlySpentGiftCard:
+    """A compromised gift card is voided even after part of it was spent."""
+
+    def spent_card(self, actor):
+        card = CouponFactory(pool=GiftCardPoolFactory(value="100.00", minimum_value="20.00"), status=S.CLAIMED)
+        services.coupon_redeem(coupon=card, actor=actor, amount=Decimal("30"))
+        assert snapshot(card)[0] == S.PARTIALLY_REDEEMED
+        return Coupon.objects.select_related("terms__effective").get(pk=card.pk)
+
+    def test_it_is_invalidated_with_its_event_and_keeps_its_balance(self, actor):
+        card = self.spent_card(actor)
+        assert "invalidate" in action_names(card)
+        services.coupon_invalidate(coupon=card, actor=actor)
+        card.refresh_from_db()
+        assert (card.status, card.balance) == (S.INVALID, Decimal("70.00"))
+        assert events(card.customer) == ["coupon_redeem", "coupon_invalidate"]
+        assert CustomerEvent.objects.filter(action="coupon_invalidate").get().data == {"code": card.code}
+
+    def test_undoing_its_last_redemption_cannot_revive_it(self, actor):
+        card = self.spent_card(actor)
+        services.coupon_invalidate(coupon=card, actor=actor)
+        voided = Coupon.objects.select_related("terms__effective").get(pk=card.pk)
+        assert "unredeem" not in action_names(voided)
+        with pytest.raises(CouponActionError, match="this one is invalid"):
+            services.coupon_unredeem(coupon=voided, actor=actor)
+        assert snapshot(card)[0] == S.INVALID and card.balance == Decimal("70.00")
+        assert GiftCardRedemption.objects.get(coupon=card).reversed_at is None
+
+    def test_the_bulk_invalidate_follows_the_same_rule(self, actor):
+        card = self.spent_card(actor)
+        redeemed = CouponFactory(pool=card.pool, status=S.REDEEMED)
+        result = bulk_apply(action=BULK_ACTIONS["invalidate"], queryset=Coupon.objects.filter(pool=card.pool),
+                            pool_id=card.pool_id, actor=actor)
+        assert (result.applied, dict(result.skipped)) == (1, {"already redeemed": 1})
+        assert snapshot(card)[0] == S.INVALID and snapshot(redeemed)[0] == S.REDEEMED
+        assert events(card.customer) == ["coupon_redeem", "coupon_invalidate"]
+
+    def test_the_row_menu_offers_it_and_the_dialog_does_it(self, actor, manager_client):
+        card = self.spent_card(actor)
+        tab = manager_client.get(reverse("coupons:pool_coupons", args=[card.pool_id])).content.decode()
+        url = reverse("coupons:coupon_action", args=[card.pk, "invalidate"])
+        assert f'data-row-action="invalidate" hx-get="{url}' in tab
+        assert "Invalidate coupon" in manager_client.get(url).content.decode()
+        done = manager_client.post(url, {"next": "/pools/"}, follow=True)
+        assert f"Coupon {card.code} invalidated." in done.content.decode()
+        assert snapshot(card)[0] == S.INVALID
+        assert events(card.customer) == ["coupon_redeem", "coupon_invalidate"]
+
+    def test_a_refusal_names_every_status_that_could_be_invalidated(self, actor):
+        with pytest.raises(CouponActionError) as error:
+            services.coupon_invalidate(coupon=CouponFactory(status=S.REDEEMED), actor=actor)
+        assert str(error.value) == (
+            "Only unassigned, claimed and partially redeemed coupons can be invalidated; this one is redeemed.")
 
 
 EXPECTED_EVENTS = {  # action -> events written for a coupon that has a customer
