@@ -1,14 +1,17 @@
 from urllib.parse import quote
 
 import django_tables2 as tables
+from django.contrib.humanize.templatetags.humanize import intcomma
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html, format_html_join
 
 from couponsite.tables import BaseTable
-from pools.models import CouponType
+from pools.models import CouponPool, CouponType, PoolSource
+from pools.tables import PoolTable
 
+from . import selectors
 from .actions import allowed_actions
 from .models import Coupon, CouponStatus, Customer
 
@@ -74,7 +77,7 @@ class CouponTable(BaseTable):
             "td__input": {"class": "form-check-input row-check", "aria-label": "Select coupon"},
         },
     )
-    code = tables.Column(attrs={"td": {"class": "font-monospace"}})
+    code = tables.Column(linkify=("coupons:coupon_detail", {"pk": tables.A("pk")}), attrs={"td": {"class": "font-monospace"}})
     customer = tables.Column(empty_values=(None,), default="")
     claimed_at = tables.Column(verbose_name="Claimed at", empty_values=())
     expires_at = tables.Column(verbose_name="Expiration date", empty_values=())
@@ -154,3 +157,23 @@ class CustomerTable(BaseTable):
 
     def render_created_at(self, value):
         return local(value, "Y-m-d")
+
+
+class PoolStockTable(PoolTable):
+    """The pool list with each pool's stock: counted for the shown page only, exactly up
+    to ``selectors.LIST_STOCK_EXACT_LIMIT`` and estimated beyond ("about")."""
+
+    stock = tables.Column(verbose_name="Stock", empty_values=(), orderable=False, accessor="pk",
+                          attrs={"td": {"class": "text-end text-nowrap"}, "th": {"class": "text-end"}})
+
+    class Meta(PoolTable.Meta):
+        sequence = ("name", "external_id", "source", "coupon_type", "value", "stock", "user_group")
+
+    def render_stock(self, record: CouponPool):
+        stock = selectors.pool_stock(pool=record)
+        if stock is None:
+            made = "made at each claim" if record.source == PoolSource.GENERATED else "from the remote system"
+            return format_html('<span class="text-body-secondary small">{}</span>', made)
+        count, estimated = stock
+        return format_html('<span data-testid="stock">{}{}</span> <span class="text-body-secondary small">unassigned</span>',
+                           "about " if estimated else "", intcomma(count))
