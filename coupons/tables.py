@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from couponsite.tables import BaseTable
 from pools.models import CouponPool, CouponType, PoolSource
@@ -175,5 +176,6 @@ class PoolStockTable(PoolTable):
             made = "made at each claim" if record.source == PoolSource.GENERATED else "from the remote system"
             return format_html('<span class="text-body-secondary small">{}</span>', made)
         count, estimated = stock
-        return format_html('<span data-testid="stock">{}{}</span> <span class="text-body-secondary small">unassigned</span>',
-                           "about " if estimated else "", intcomma(count))
+        return format_html('<span data-testid="stock"{}>{}{}</span> <span class="text-body-secondary small">unassigned</span>',
+                           "" if count else mark_safe(' class="text-danger fw-semibold"'), "about " if estimated else "",
+                           intcomma(count))

@@ -82,7 +82,7 @@ class TestOverview:
                          "User group Shop team", "External ID SPRING-2026"]:
             assert expected in terms, expected
         source = section(html, "source")
-        assert "Source Bulk generation" in source and "Pattern SPR-$$$$$$" in source and "Excluded characters O,0" in source
+        assert "Source Bulk generation" in source and "Pattern SPR-$$$$$$" in source and "Excluded characters O 0" in source
         jobs = section(html, "recent-jobs")
         assert "Invalidate 2 coupons" in jobs and "Done" in jobs and "2 coupons invalidated." in jobs
         assert "9 coupons" not in jobs  # another pool's job
@@ -94,6 +94,13 @@ class TestOverview:
         assert "Value 50.00 EUR" in terms and "Currency EUR: only customers with this currency" in terms
         assert "voided when the balance falls below 5.00" in terms and "each redemption uses at least 10.00" in terms
         assert "Stores every store" in terms and "Products every product" in terms and "Expiry never" in terms
+
+    def test_an_empty_pool_says_claims_fail_and_offers_the_upload(self, manager_client):
+        pool = PoolFactory()
+        html = manager_client.get(reverse("pools:overview", args=[pool.pk])).content.decode()
+        summary = section(html, "stock-summary")
+        assert "None is left for claims" in summary and "a claim fails until coupons are uploaded." in summary
+        assert f'href="/imports/new/?pool={pool.pk}"' in html
 
     def test_generated_and_remote_sources(self, manager_client):
         generated = PoolFactory(source="generated", pattern="GEN-######")
