@@ -108,6 +108,9 @@ class TestOverview:
         html = manager_client.get(reverse("pools:overview", args=[generated.pk])).content.decode()
         # 10^6 combinations, 1% = 10,000; one issued.
         assert "A code is made at each claim: up to 9,999 more" in section(html, "stock-summary")
+        generic = PoolFactory(source="generated", pattern="SPRINGCOUPON")
+        html = manager_client.get(reverse("pools:overview", args=[generic.pk])).content.decode()
+        assert "Every claim gets the same code, SPRINGCOUPON." in section(html, "stock-summary")
         remote = PoolFactory(source="remote", callback_url="https://93.184.215.14/issue", callback_api_key="k" * 20)
         html = manager_client.get(reverse("pools:overview", args=[remote.pk])).content.decode()
         source = section(html, "source")
