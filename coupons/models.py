@@ -188,6 +188,8 @@ class CustomerEvent(models.Model):
         indexes = [
             models.Index(fields=["customer", "-id"], name="event_customer"),
             models.Index(fields=["pool", "action", "created_at"], name="event_pool_action_day"),
+            # A coupon's own history (its detail page), newest first.
+            models.Index(fields=["coupon", "-id"], name="event_coupon"),
         ]
 
     def __str__(self) -> str:

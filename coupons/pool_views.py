@@ -1,6 +1,8 @@
-"""The pool form (create and edit) and its live preview of what an edit's update method
-would change: here, not in ``pools``, because saving an edit moves coupons
-(``coupons.propagation``). Their URLs keep the ``pools:`` names (``couponsite.urls``)."""
+"""The pool pages that need coupons: the list with each pool's stock, the overview (stock
+by status, the terms, recent jobs), the form (create and edit) and its live preview of
+what an edit's update method would change. Here, not in ``pools``, because they count
+coupons or move them (``coupons.propagation``). Their URLs keep the ``pools:`` names
+(``couponsite.urls``)."""
 
 from django.contrib import messages
 from django.contrib.auth.mixins import PermissionRequiredMixin
@@ -8,15 +10,77 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
-from django.views.generic import FormView
+from django.views.generic import FormView, TemplateView
 
 from couponsite.counting import count_with_accuracy
+from pools import views as pool_pages
 from pools.models import CouponPool, PoolSource
+from pools.patterns import PatternError
 from pools.selectors import pool_get_visible
 from pools.services import pool_create
 
+from . import selectors
 from .forms import PoolEditForm
+from .generation import pool_generation_capacity
+from .jobs.selectors import JobFilters, jobs_page
+from .models import CouponStatus
 from .propagation import ASYNC_THRESHOLD, UpdateMethod, affected_coupons, pool_update
+from .tables import PoolStockTable
+from .views import PoolTabMixin
+
+RECENT_JOBS = 5
+CATALOG_SHOWN = 30  # stores or products listed on the overview; the rest are counted
+
+
+class PoolListView(pool_pages.PoolListView):
+    """The pool list, with each shown pool's stock (``selectors.pool_stock``)."""
+
+    table_class = PoolStockTable
+
+
+class PoolOverviewView(PoolTabMixin, TemplateView):
+    """The pool's first tab and the page after saving it: stock by status, the terms a
+    coupon gets (everything the API enforces), the source, recent jobs."""
+
+    tab = "overview"
+    template_name = "pools/pool_overview.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        pool = self.pool
+        counts = selectors.pool_status_summary(pool=pool)
+        context.update(
+            counts=counts,
+            unassigned=counts.of(CouponStatus.UNASSIGNED),
+            stores=self.catalog(pool.stores.all()),
+            products=self.catalog(pool.products.all()),
+            terms_version=pool.current_terms.version if pool.current_terms_id else None,
+            recent_jobs=jobs_page(user=self.request.user, filters=JobFilters(pool=pool.pk), size=RECENT_JOBS).rows,
+            **self.source_context(pool, counts),
+        )
+        return context
+
+    @staticmethod
+    def catalog(items) -> dict:
+        shown = list(items[: CATALOG_SHOWN + 1])
+        more = items.count() - CATALOG_SHOWN if len(shown) > CATALOG_SHOWN else 0
+        return {"shown": shown[:CATALOG_SHOWN], "more": more}
+
+    @staticmethod
+    def source_context(pool: CouponPool, counts) -> dict:
+        """What limits the pool's supply: a bulk pool's generation capacity, a generated
+        pool's pattern (1% of its combinations, against guessing)."""
+        if pool.source == PoolSource.BULK:
+            return {"capacity": pool_generation_capacity(pool)}
+        if pool.source != PoolSource.GENERATED:
+            return {}
+        try:
+            pattern = pool.compiled_pattern()
+        except PatternError:
+            return {}
+        if pattern is None or pattern.is_generic:
+            return {"pattern_info": pattern}
+        return {"pattern_info": pattern, "room": max(0, pattern.max_coupons - counts.total)}
 
 
 class PoolFormView(PermissionRequiredMixin, FormView):
@@ -61,7 +125,7 @@ class PoolFormView(PermissionRequiredMixin, FormView):
         except ValidationError as exc:
             form.add_error(None, exc)
             return self.form_invalid(form)
-        return redirect("pools:edit", pk=pool.pk)
+        return redirect("pools:overview", pk=pool.pk)
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

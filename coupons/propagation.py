@@ -218,5 +218,5 @@ register(JobKind(
     name=CouponJob.Kind.PROPAGATION, label="Pool update", model=CouponJob, run=propagation_run_job,
     rows={"kind": CouponJob.Kind.PROPAGATION}, describe=lambda job: "Apply the new properties to existing coupons",
     permission="pools.change_couponpool",
-    result_url=lambda job: reverse("pools:edit", args=[job.pool_id]),
+    result_url=lambda job: reverse("pools:overview", args=[job.pool_id]),
 ))

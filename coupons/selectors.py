@@ -15,7 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from couponsite.counting import count_with_accuracy
-from pools.models import CouponPool
+from pools.models import CouponPool, PoolSource
 
 from .access import visible_coupons, visible_customers, visible_events
 from .models import Coupon, CouponStatus, Customer, CustomerEvent, EventAction
@@ -93,6 +93,16 @@ def coupon_get_visible(*, user, pk: int) -> Coupon:
     return get_object_or_404(visible.select_related("pool", "customer", "terms__effective"), pk=pk)
 
 
+def coupon_events(*, coupon: Coupon) -> QuerySet[CustomerEvent]:
+    """The coupon's own history, newest first (index ``event_coupon``). Every event of a
+    coupon belongs to its pool, so a user who may see the coupon may see them all."""
+    return (
+        CustomerEvent.objects.filter(coupon=coupon)
+        .select_related("customer", "actor_user", "coupon__terms__effective")  # terms: the amounts' currency
+        .order_by("-id")
+    )
+
+
 # --- statistics ------------------------------------------------------------------
 
 
@@ -101,6 +111,41 @@ def pool_status_counts(*, pool: CouponPool) -> dict[int, tuple[int, bool]]:
     planner's estimate beyond, so the page never scans a pool of 100 million."""
     coupons = Coupon.objects.filter(pool=pool)
     return {status.value: count_with_accuracy(coupons.filter(status=status)) for status in CouponStatus}
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """A pool's coupons per status (``pool_status_counts``), in status order, with the total."""
+
+    rows: list[tuple[CouponStatus, int, bool]]  # (status, count, is_estimate)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n, _ in self.rows)
+
+    @property
+    def total_is_estimate(self) -> bool:
+        return any(estimated for _, _, estimated in self.rows)
+
+    def of(self, status: CouponStatus) -> tuple[int, bool]:
+        return next((n, estimated) for s, n, estimated in self.rows if s == status)
+
+
+def pool_status_summary(*, pool: CouponPool) -> StatusSummary:
+    """The Statistics tab's and the overview's counts (one query per status, index-only)."""
+    return StatusSummary([(CouponStatus(s), n, estimated) for s, (n, estimated) in pool_status_counts(pool=pool).items()])
+
+
+LIST_STOCK_EXACT_LIMIT = 10_000  # 50 pools a page: each stock counted exactly up to this, estimated beyond
+
+
+def pool_stock(*, pool: CouponPool, limit: int = LIST_STOCK_EXACT_LIMIT) -> tuple[int, bool] | None:
+    """The unassigned coupons left for claims as ``(count, is_estimate)``; None for a pool
+    that holds no stock: a generated pool makes each code at the claim, a remote pool
+    asks its callback."""
+    if pool.source not in (PoolSource.UPLOADED, PoolSource.BULK):
+        return None
+    return count_with_accuracy(Coupon.objects.filter(pool=pool, status=CouponStatus.UNASSIGNED), limit)
 
 
 def pool_daily_activity(*, pool: CouponPool, days: int = 30) -> dict:

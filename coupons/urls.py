@@ -5,10 +5,13 @@ from .jobs import views as job_views
 
 app_name = "coupons"
 
-# Under /pools/ with the ``pools:`` names (see ``couponsite.urls``).
+# Under /pools/ with the ``pools:`` names (see ``couponsite.urls``): the pool pages that count
+# or change coupons.
 pool_form_patterns = [
+    path("", pool_views.PoolListView.as_view(), name="list"),
     path("new/", pool_views.PoolFormView.as_view(), name="create"),
-    path("<int:pk>/", pool_views.PoolFormView.as_view(), name="edit"),
+    path("<int:pk>/", pool_views.PoolOverviewView.as_view(), name="overview"),
+    path("<int:pk>/settings/", pool_views.PoolFormView.as_view(), name="edit"),
     path("<int:pk>/update-preview/", pool_views.UpdatePreviewView.as_view(), name="update_preview"),
 ]
 
@@ -21,6 +24,7 @@ urlpatterns = [
     path("pools/<int:pk>/generation/", views.PoolGenerationView.as_view(), name="pool_generation"),
     path("generation/<int:pk>/", views.GenerationBatchView.as_view(), name="generation_batch"),
     path("pools/<int:pk>/statistics/", views.PoolStatisticsView.as_view(), name="pool_statistics"),
+    path("coupons/<int:pk>/", views.CouponDetailView.as_view(), name="coupon_detail"),
     path("coupons/<int:coupon_pk>/<str:action>/", views.CouponActionView.as_view(), name="coupon_action"),
     path("exports/<int:pk>/download/", views.ExportDownloadView.as_view(), name="export_download"),
     path("jobs/", job_views.JobListView.as_view(), name="jobs"),

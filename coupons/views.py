@@ -14,12 +14,12 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_tables2 import RequestConfig, SingleTableMixin
 
 from couponsite import counting
-from pools.models import PoolSource
+from pools.models import PoolSource, Product, Store
 from pools.selectors import pool_get_visible, pool_list_visible
 
 from . import selectors, services
 from .access import CHANGE_COUPONS, may_change_coupons
-from .actions import ACTIONS
+from .actions import ACTIONS, allowed_actions
 from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_preview, bulk_submit
 from .exports import EXPORT_KEPT, STREAM_LIMIT, coupons_to_export, csv_lines, export_submit
 from .filters import CouponFilter
@@ -27,9 +27,8 @@ from .forms import AssignForm, CustomerForm, GenerationForm, GiftCardRedeemForm,
 from .generation import GenerationError, generation_start, pool_generation_capacity
 from .jobs.selectors import job_get_visible, live_jobs
 from .jobs.views import JobFragmentView, next_url, say_queued
-from .models import CouponStatus
 from .services import Actor, CouponActionError
-from .tables import CouponTable, CustomerCouponTable, CustomerTable
+from .tables import CouponTable, CustomerCouponTable, CustomerTable, coupon_value, status_badge
 
 PAGE_SIZE = 50
 PAGE_COUNT_EXACT_LIMIT = 20_000
@@ -337,11 +336,35 @@ class PoolStatisticsView(PoolTabMixin, TemplateView):
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        counts = selectors.pool_status_counts(pool=self.pool)
-        context["status_counts"] = [(CouponStatus(s), n, estimated) for s, (n, estimated) in counts.items()]
-        context["total"] = sum(n for n, _ in counts.values())
-        context["total_is_estimate"] = any(estimated for _, estimated in counts.values())
+        counts = selectors.pool_status_summary(pool=self.pool)
+        context["status_counts"] = counts.rows
+        context["total"] = counts.total
+        context["total_is_estimate"] = counts.total_is_estimate
         context["activity"] = selectors.pool_daily_activity(pool=self.pool)
+        return context
+
+
+class CouponDetailView(TemplateView):
+    """One coupon: its holder, value, the restrictions it is used under (its terms, as the
+    API checks them), its events newest first and, for managers, its row actions."""
+
+    template_name = "coupons/coupon_detail.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        user = self.request.user
+        coupon = selectors.coupon_get_visible(user=user, pk=kwargs["pk"])
+        terms = coupon.effective_terms
+        events = selectors.keyset_page(selectors.coupon_events(coupon=coupon),
+                                       after=_int_param(self.request, "events_after"), before=None, size=PAGE_SIZE)
+        context.update(
+            coupon=coupon, pool=coupon.pool, terms=terms, events_page=events,
+            status_badge=status_badge(coupon.status), value=coupon_value(coupon),
+            stores=Store.objects.filter(pk__in=terms.store_ids or []),
+            products=Product.objects.filter(pk__in=terms.product_ids or []),
+            redemptions=coupon.redemptions.order_by("-id")[:PAGE_SIZE] if terms.is_gift_card else [],
+            actions=allowed_actions(coupon) if user.has_perm("coupons.change_coupon") else [],
+        )
         return context
 
 

@@ -67,6 +67,8 @@ class PoolForm(BootstrapModelForm):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["source"].choices = PoolSource.choices
+        for name in ("stores", "products"):  # with the external ID / SKU the API names them by
+            self.fields[name].label_from_instance = lambda item: item.label
         self.fields["coupon_type"].choices = [("", "Choose a type")] + CouponType.choices
         self.fields["expiration_period_unit"].choices = [("", "unit")] + list(
             self.fields["expiration_period_unit"].choices

@@ -3,12 +3,11 @@ from django.utils.safestring import mark_safe
 
 from couponsite.tables import BaseTable
 
-from .models import CouponPool, CouponType
+from .models import CouponPool, value_text
 
 
 class PoolTable(BaseTable):
-    # The Coupons tab opens for every user who sees the pool (Settings needs change_couponpool).
-    name = tables.Column(linkify=("coupons:pool_coupons", {"pk": tables.A("pk")}))
+    name = tables.Column(linkify=("pools:overview", {"pk": tables.A("pk")}))
     external_id = tables.Column(verbose_name="External ID", empty_values=(None, ""), default="")
     source = tables.Column()
     coupon_type = tables.Column(verbose_name="Type")
@@ -21,8 +20,6 @@ class PoolTable(BaseTable):
         empty_text = "No coupon pools match. Create one with \u201cCreate coupon pool\u201d."
 
     def render_value(self, record: CouponPool):
-        if record.value is None:
-            return mark_safe("<span class=\"text-body-secondary\">\u2014</span>")
-        if record.coupon_type == CouponType.PERCENTAGE:
-            return f"{record.value}%"
-        return f"{record.value} {record.currency}".strip()
+        return value_text(record.coupon_type, record.value, record.currency) or mark_safe(
+            "<span class=\"text-body-secondary\">\u2014</span>"
+        )

@@ -53,8 +53,8 @@ def test_a_viewer_reads_everything_and_is_offered_no_change(client, shop):
         assert "Create coupon pool" not in page
         assert f'href="{reverse("pools:settings")}"' not in page and f'href="{reverse("api_keys")}"' not in page
         assert 'aria-label="Main"' in page
-    # Each pool's name opens a page the viewer may see (its Coupons tab), not the form
-    assert f'<a href="{reverse("coupons:pool_coupons", args=[pool.pk])}">Spring</a>' in html["pools"]
+    # Each pool's name opens a page the viewer may see (its overview), not the form
+    assert f'<a href="{reverse("pools:overview", args=[pool.pk])}">Spring</a>' in html["pools"]
     assert f'href="{reverse("pools:edit", args=[pool.pk])}"' not in html["pools"]
     assert "No coupon pools match." not in html["pools"]
     # The pool's tabs: Coupons and Statistics, no Settings

@@ -16,10 +16,11 @@ from .terms import (
     money_field,
     period_end,
     validate_currency,
+    value_text,
 )
 
 __all__ = [
     "BULK_ONLY_FIELDS", "CALLBACK_PEER", "CALLBACK_WHAT", "GIFT_CARD_ONLY_FIELDS", "MAX_PERIOD", "PATTERN_SOURCES",
     "REMOTE_ONLY_FIELDS", "CouponPool", "CouponTerms", "CouponType", "ModuleSettings", "PeriodUnit", "PoolSource",
-    "Product", "Store", "WebURLField", "money_field", "period_end", "validate_currency",
+    "Product", "Store", "WebURLField", "money_field", "period_end", "validate_currency", "value_text",
 ]

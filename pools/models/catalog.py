@@ -17,6 +17,11 @@ class Store(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def label(self) -> str:
+        """The name and the external ID the API names the store by (a basket's ``store``)."""
+        return f"{self.name} ({self.external_id})" if self.external_id else f"{self.name} (no external ID)"
+
 
 class Product(models.Model):
     """A catalog product a coupon can be restricted to."""
@@ -28,6 +33,11 @@ class Product(models.Model):
         ordering = ["name"]
 
     def __str__(self) -> str:
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """The name and the SKU the API names the product by (a basket's ``products``)."""
         return f"{self.name} ({self.sku})"
 
 

@@ -32,6 +32,7 @@ from .terms import (
     PoolSource,
     money_field,
     period_end,
+    period_text,
     validate_currency,
 )
 
@@ -229,12 +230,7 @@ class CouponPool(models.Model):
 
     @property
     def expiration_period_display(self) -> str:
-        if not self.expiration_period_count:
-            return ""
-        unit = self.get_expiration_period_unit_display()
-        if self.expiration_period_count == 1:
-            unit = unit.rstrip("s")
-        return f"{self.expiration_period_count} {unit}"
+        return period_text(self.expiration_period_count, self.expiration_period_unit)
 
     # --- validation --------------------------------------------------------------
 

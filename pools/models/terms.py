@@ -134,6 +134,27 @@ class CouponTerms(models.Model):
     def expires_at(self, claimed_at: datetime.datetime) -> datetime.datetime | None:
         return period_end(claimed_at, self.expiration_period_count, self.expiration_period_unit)
 
+    @property
+    def expiration_period_display(self) -> str:
+        return period_text(self.expiration_period_count, self.expiration_period_unit)
+
+
+def value_text(coupon_type: str, value, currency: str = "") -> str:
+    """A pool's or terms' value as read: "15.00%", "10.00", "50.00 EUR"; "" for none."""
+    if value is None:
+        return ""
+    if coupon_type == CouponType.PERCENTAGE:
+        return f"{value}%"
+    return f"{value} {currency}".strip()
+
+
+def period_text(count: int | None, unit: str) -> str:
+    """``(30, "day")`` as "30 days", ``(1, "month")`` as "1 month"; "" for no period."""
+    if not count or unit not in PeriodUnit.values:
+        return ""
+    label = PeriodUnit(unit).label
+    return f"{count} {label.rstrip('s') if count == 1 else label}"
+
 
 def period_end(start, count: int | None, unit: str) -> datetime.datetime | None:
     if not count or not unit:

@@ -87,10 +87,13 @@ def test_a_viewer_reads_every_page_and_is_offered_no_change(page, world):
     expect(table).to_contain_text("Open bulk")
     expect(table).not_to_contain_text("South welcome")
 
-    # The pool's name opens its Coupons tab, read-only: no Settings tab, ticks, menus or bulk buttons
+    # The pool's name opens its overview, then the Coupons tab, read-only: no Settings tab,
+    # no edit button, ticks, menus or bulk buttons
     page.get_by_role("link", name="North welcome").click()
-    expect(page).to_have_url(re.compile(f"/pools/{north.pk}/coupons/$"))
+    expect(page).to_have_url(re.compile(f"/pools/{north.pk}/$"))
     expect(tabs(page).get_by_role("link", name="Settings")).to_have_count(0)
+    expect(page.get_by_role("link", name="Edit settings")).to_have_count(0)
+    tabs(page).get_by_role("link", name="Coupons").click()
     expect(tabs(page).get_by_role("link", name="Coupons")).to_be_visible()
     expect(row(page, "NORTH-CLAIMED")).to_contain_text("ANNA-1")
     expect(row(page, "NORTH-FREE")).to_be_visible()

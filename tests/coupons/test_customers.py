@@ -291,7 +291,7 @@ class TestHistoryOnThePage:
         assert "again: True" not in html and "Redeemed" in html and "Transferred away" in html
         assert "Received by transfer" in manager_client.get(reverse("coupons:customer", args=[bob.pk])).content.decode()
         # And the codes link to their coupon, in the history and in the coupons table
-        link = f'{reverse("coupons:pool_coupons", args=[gifts.pk])}?q=GIFT%2F1%20A&amp;match=exact'
+        card = Coupon.objects.get(code="GIFT/1 A")
+        link = reverse("coupons:coupon_detail", args=[card.pk])
         assert html.count(f'href="{link}"') == 3  # the table's row, the claim and the redemption
-        listed = manager_client.get(link.replace("&amp;", "&"))
-        assert [row.record.code for row in listed.context["table"].rows] == ["GIFT/1 A"]
+        assert "GIFT/1 A" in manager_client.get(link).content.decode()

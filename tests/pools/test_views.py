@@ -121,7 +121,7 @@ class TestCreateAndEdit:
         response = manager_client.post(reverse("pools:create"), FORM)
         pool = CouponPool.objects.get()
         assert response.status_code == 302
-        assert response["Location"] == reverse("pools:edit", args=[pool.pk])
+        assert response["Location"] == reverse("pools:overview", args=[pool.pk])
         assert (pool.source, pool.pattern, pool.excluded_characters) == ("bulk", "SUMMER-$$$$$$", "O,0")
         assert pool.value == Decimal("15.00") and pool.created_by == manager
         assert pool.expiration_period_display == "30 days"
