@@ -235,7 +235,7 @@ class TestCouponDetail:
         assert "30.00 EUR" in events and "70.00 EUR" in events and "balance:" not in events
         assert "30.00" in section(html, "redemptions")
         # A manager gets what the status allows (actions.allowed_actions), coming back here
-        assert re.findall(r'data-row-action="(\w+)"', html) == ["redeem", "unredeem"]
+        assert re.findall(r'data-row-action="(\w+)"', html) == ["redeem", "unredeem", "invalidate"]  # a part-spent card can be voided
         assert f"/coupons/{coupon.pk}/redeem/?next=%2Fcoupons%2F{coupon.pk}%2F" in html
 
     def test_an_action_from_the_detail_page_returns_to_it(self, manager_client):
