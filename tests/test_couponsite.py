@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from couponsite.celery import app
+from couponsite.wording import counted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -393,3 +394,8 @@ def test_readme_quick_start_is_two_commands_and_names_the_quick_loop():
     assert """make test PYTEST_ARGS="-m 'not browser'\"""" in quick_start
     # the marker the quick loop leaves out is the one the browser tests carry
     assert '"browser: ' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("count, text", [(0, "0 coupons"), (1, "1 coupon"), (2, "2 coupons"), (2_000, "2,000 coupons")])
+def test_counted_says_the_noun_that_fits_the_count(count, text):
+    assert counted(count, "coupon", "coupons") == text

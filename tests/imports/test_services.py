@@ -245,7 +245,7 @@ def test_the_same_file_twice_creates_nothing_the_second_time_and_says_so():
     assert (first.created, first.duplicates_in_file) == (2, 1)
     assert counts(second) == dict(read=3, created=0, in_file=1, existing=2, invalid=0)
     assert second.message == (
-        "Nothing was created: 2 codes exist already, 1 rows repeat an earlier row. This file was imported before."
+        "Nothing was created: 2 codes exist already, 1 row repeats an earlier row. This file was imported before."
     )
     assert services.earlier_import_of_same_file(second) == first
     assert codes(pool) == ["TW-1", "TW-2"]
