@@ -55,7 +55,7 @@ class Command(BaseCommand):
         else:
             login = (
                 f"Demo login: username '{username}', password unchanged (it is not '{password}' any more; "
-                f"set a new one with: manage.py changepassword {username})"
+                f"set a new one with: DEBUG=true .venv/bin/python manage.py changepassword {username})"
             )
         self.stdout.write(
             self.style.SUCCESS(
