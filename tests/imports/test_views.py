@@ -6,6 +6,7 @@ import io
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils.html import escape
 
 from coupons.models import Coupon
 from imports.models import ImportJob, JobStatus
@@ -223,3 +224,17 @@ def test_the_same_file_warning_does_not_name_a_pool_the_user_may_not_see(client,
     second = uploaded_job(client, b"code\nVIP-1\n")
     html = client.get(reverse("imports:configure", args=[second.pk])).content.decode()
     assert "Secret VIP pool" not in html and "imported before" not in html
+
+
+def test_a_file_problem_at_start_is_shown_once(manager_client):
+    # Given a Windows-1252 file configured to be read as UTF-8
+    pool = PoolFactory()
+    job = uploaded_job(manager_client, "code\nCAF\u00c9-1\nCAF\u00c9-2\n".encode("windows-1252"), pool=pool)
+    # When the import is started like that
+    response = configure(manager_client, job, pool, encoding="utf-8", read_encoding="utf-8")
+    # Then it is refused, and the problem the preview shows is not repeated above the form
+    assert response.status_code == 400
+    html = response.content.decode()
+    problem = response.context["preview"].problem
+    assert problem and html.count(escape(problem)) == 1
+    assert 'data-testid="start-error"' not in html
