@@ -5,6 +5,7 @@ import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import escape
 
@@ -238,3 +239,21 @@ def test_a_file_problem_at_start_is_shown_once(manager_client):
     problem = response.context["preview"].problem
     assert problem and html.count(escape(problem)) == 1
     assert 'data-testid="start-error"' not in html
+
+
+@pytest.mark.parametrize("total, text", [(1, "0 of 1 row done."), (2, "0 of 2 rows done.")])
+def test_a_jobs_progress_counts_its_unit_in_singular_and_plural(total, text):
+    job = ImportJob(status=JobStatus.RUNNING, total=total, processed=0)
+    assert render_to_string("jobs/_progress_text.html", {"job": job}).strip() == text
+
+
+@pytest.mark.parametrize("invalid, kept, text", [
+    (1, 1, "Download the row not imported (CSV)"), (2, 2, "Download the 2 rows not imported (CSV)"),
+    (3, 1, "Download the 1 listed row not imported (CSV)"), (5, 2, "Download the 2 listed rows not imported (CSV)"),
+])
+def test_the_download_of_rows_not_imported_counts_them_in_singular_and_plural(invalid, kept, text):
+    job = ImportJob(pk=7, status=JobStatus.DONE, total=10, created=10 - invalid, invalid=invalid)
+    html = render_to_string("imports/_status.html", {
+        "job": job, "rejections": [], "rejections_kept": kept, "rejections_shown": kept, "rejections_limit": 1,
+    })
+    assert text in " ".join(html.split())
