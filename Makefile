@@ -21,8 +21,11 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 # Web server, Celery worker and beat on the embedded default (SQLite + file-system
-# broker under var/), at http://127.0.0.1:8000. Ctrl-C stops all three.
+# broker under var/), at http://$(WEB_HOST):$(WEB_PORT)/ (127.0.0.1:8000 unless set).
+# Ctrl-C stops all three.
 run: export DEBUG ?= true
+run: export WEB_HOST ?= 127.0.0.1
+run: export WEB_PORT ?= 8000
 run: export PATH := $(abspath $(BIN)):$(PATH)
 run: install
 	$(BIN)/python manage.py migrate --noinput

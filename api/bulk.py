@@ -29,6 +29,7 @@ from coupons.jobs.registry import JobKind, register
 from coupons.models import Coupon, CouponStatus
 from coupons.selectors import code_q
 from coupons.services import Actor, CouponActionError, customer_get_or_create
+from couponsite.wording import counted
 from imports.models import ImportJob, JobStatus, RowOutcome
 from imports.parsing import FileProblem, Options
 from imports.services import IMPORT, ImportRefused, import_resume, import_start, import_upload, job_options
@@ -90,7 +91,7 @@ def bulk_run_job(operation: BulkOperation, run: Run) -> str:
 
 def _bulk_message(operation: BulkOperation) -> str:
     done = {"add": "added", "assign": "assigned", "unassign": "unassigned"}[operation.action]
-    text = f"{operation.succeeded:,} of {operation.total:,} coupons {done}"
+    text = f"{operation.succeeded:,} of {counted(operation.total, 'coupon', 'coupons')} {done}"
     return text + (f"; {operation.failed:,} refused (see the errors)." if operation.failed else ".")
 
 

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import ngettext
 
 from couponsite.counting import count_with_accuracy
+from couponsite.wording import counted
 from pools.models import CouponTerms, CouponType
 
 from . import rows as row_sql
@@ -50,7 +51,7 @@ class BulkResult:
         self.skipped.update(skipped)
 
     def message(self, action: BulkAction) -> str:
-        text = f"{action.past.capitalize()} {self.applied:,} coupon{'s' if self.applied != 1 else ''}."
+        text = f"{action.past.capitalize()} {counted(self.applied, 'coupon', 'coupons')}."
         if self.skipped:
             reasons = "; ".join(f"{count:,} {reason}" for reason, count in self.skipped.most_common())
             text += f" Skipped {sum(self.skipped.values()):,}: {reasons}."
@@ -250,7 +251,7 @@ def bulk_run_job(job: CouponJob, run: Run) -> str:
 def _describe(job: CouponJob) -> str:
     action = BULK_ACTIONS.get(job.params.get("action", ""))
     verb = action.label.replace(" selected", "") if action else "Bulk action"
-    return f"{verb} {'about ' if job.total_is_estimate else ''}{job.total:,} coupons"
+    return f"{verb} {'about ' if job.total_is_estimate else ''}{counted(job.total, 'coupon', 'coupons')}"
 
 
 register(JobKind(

@@ -34,8 +34,8 @@ class PoolEditForm(PoolForm):
     def extra_sections(self) -> list:
         if not self.instance.pk:
             return []
-        return [("Updating coupons", [(self["update_method"], None, None, "pools/_update_preview_slot.html"),
-                                      (self["update_matching"], None, None, None)])]
+        return [("Updating coupons", [(self["update_method"], None, None, "pools/_update_preview_slot.html", "col-12"),
+                                      (self["update_matching"], None, None, None, "col-12")])]
 
     def update_options(self) -> dict:
         return {

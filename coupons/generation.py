@@ -30,8 +30,10 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Case, F, IntegerField, Sum, When
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from couponsite.dberrors import is_deadlock
+from couponsite.wording import counted
 from pools.models import CouponPool, PoolSource
 from pools.patterns import PatternError, codes_to_lines, codes_to_str
 
@@ -125,8 +127,8 @@ def _capacity_refusal(count: int, capacity: Capacity) -> str:
         else f"at most {capacity.pool_limit:,} coupons per pool"
     )
     return (
-        f"This pool can take only {capacity.available:,} more coupons ({why}); "
-        f"{count:,} were requested."
+        f"This pool can take only {capacity.available:,} more {ngettext('coupon', 'coupons', capacity.available)} "
+        f"({why}); {count:,} {ngettext('was', 'were', count)} requested."
     )
 
 
@@ -161,7 +163,7 @@ def generation_run_job(batch: GenerationBatch, run: Run) -> str:
         if batch.runner != run.token or batch.status != JobStatus.RUNNING:
             raise JobStopped
         if batch.processed >= batch.total:
-            return f"{batch.processed:,} coupons generated."
+            return f"{counted(batch.processed, 'coupon', 'coupons')} generated."
         _fill(batch, run)  # returns when its share is made, or the batch was stopped
 
 
@@ -350,6 +352,6 @@ def _insert_portable(pool: CouponPool, codes: list[str]) -> int:
 register(JobKind(
     name="generation", label="Generation", model=GenerationBatch, run=generation_run_job,
     failures=(GenerationError, PatternError), before_resume=_take_capacity_again,
-    describe=lambda batch: f"Generate {batch.total:,} coupons", permission="coupons.add_coupon",
+    describe=lambda batch: f"Generate {counted(batch.total, 'coupon', 'coupons')}", permission="coupons.add_coupon",
     result_url=lambda batch: reverse("coupons:pool_generation", args=[batch.pool_id]),
 ))

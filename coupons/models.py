@@ -239,7 +239,7 @@ class GenerationBatch(Job):
     pool = models.ForeignKey(CouponPool, on_delete=models.PROTECT, related_name="generation_batches")
 
     class Meta(Job.Meta):
-        pass
+        verbose_name_plural = "generation batches"  # not Django's "generation batchs"
 
     def __str__(self) -> str:
         return f"Generation #{self.pk} of {self.total:,} for {self.pool}"

@@ -22,6 +22,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 
 from couponsite.counting import count_or_estimate
+from couponsite.wording import counted
 from pools.models import CouponPool, CouponTerms
 from pools.services import pool_change
 
@@ -59,9 +60,9 @@ class Propagation:
         if self.method == UpdateMethod.NONE:
             return "Existing coupons keep their properties; new coupons get the new ones."
         if self.job is not None:
-            text = f"Updating about {self.changed:,} coupons in the background."
+            text = f"Updating about {counted(self.changed, 'coupon', 'coupons')} in the background."
             return f"{text} {QUEUE_UNREACHABLE}" if self.job.dispatch_failed else text
-        return f"{self.changed:,} coupons updated."
+        return f"{counted(self.changed, 'coupon', 'coupons')} updated."
 
 
 def matching_terms(*, pool: CouponPool, old_terms: CouponTerms, exclude: CouponTerms | None, matching: bool) -> QuerySet:

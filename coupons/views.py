@@ -14,6 +14,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_tables2 import RequestConfig, SingleTableMixin
 
 from couponsite import counting
+from couponsite.wording import counted
 from pools.models import PoolSource, Product, Store
 from pools.selectors import pool_get_visible, pool_list_visible
 
@@ -157,7 +158,7 @@ class PoolCouponsBulkView(BulkSelectionMixin, View):
         if total > ASYNC_THRESHOLD:
             job = bulk_submit(pool=self.pool, action=action, filters=filters, ids=ids, user=request.user, total=total,
                               submission=request.POST.get("submission", ""))
-            say_queued(request, job, f"About {total:,} coupons are being {action.past} in the background; "
+            say_queued(request, job, f"About {counted(total, 'coupon is', 'coupons are')} being {action.past} in the background; "
                                      "the list refreshes when they are done.")
             return redirect(self._back(filters, job=f"{job.kind_name}:{job.pk}"))
         result = bulk_apply(action=action, queryset=coupons, pool_id=self.pool.pk, actor=Actor.of_user(request.user))
@@ -213,7 +214,7 @@ class PoolGenerationView(PoolTabMixin, TemplateView):
             except GenerationError as exc:
                 form.add_error("count", str(exc))
             else:
-                say_queued(request, batch, f"Generating {batch.total:,} coupons (batch #{batch.pk}).")
+                say_queued(request, batch, f"Generating {counted(batch.total, 'coupon', 'coupons')} (batch #{batch.pk}).")
                 return redirect("coupons:pool_generation", pk=self.pool.pk)
         return self.render_to_response(self.get_context_data(form=form))
 
@@ -309,7 +310,7 @@ class PoolCouponsExportView(PoolTabMixin, View):
         total = counting.count_or_estimate(coupons_to_export(self.pool, filters))
         job = export_submit(pool=self.pool, filters=filters, compress=bool(request.POST.get("compress")),
                             user=request.user, total=total, submission=request.POST.get("submission", ""))
-        say_queued(request, job, f"Export #{job.pk} of about {total:,} coupons is being written; "
+        say_queued(request, job, f"Export #{job.pk} of about {counted(total, 'coupon', 'coupons')} is being written; "
                                  "its download link appears here and on the Jobs page.")
         query = urlencode({**filters, "job": f"export:{job.pk}"})
         return redirect(reverse("coupons:pool_coupons", args=[self.pool.pk]) + f"?{query}")

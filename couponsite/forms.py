@@ -1,6 +1,7 @@
 """Shared form helpers."""
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 
 _CLASSES = {
     "select": "form-select",
@@ -31,6 +32,11 @@ class BootstrapFormMixin:
             if widget_type == "radioselect":
                 field.widget.attrs.setdefault("autocomplete", "off")  # a button group keeps no stale choice
 
+    @property
+    def has_field_errors(self) -> bool:
+        """Any error that belongs to a field (shown under it, not in the form's alert)."""
+        return any(name != NON_FIELD_ERRORS for name in self.errors)
+
     def full_clean(self):
         super().full_clean()
         for name in self.errors:
@@ -41,4 +47,10 @@ class BootstrapFormMixin:
 
 
 class BootstrapModelForm(BootstrapFormMixin, forms.ModelForm):
-    pass
+    def _post_clean(self):
+        # A field that failed its own validation ("This field is required.") keeps that one
+        # error: the model's clean() would otherwise add a second one about the same value.
+        own = {name: len(errors) for name, errors in self._errors.items() if name != NON_FIELD_ERRORS}
+        super()._post_clean()
+        for name, count in own.items():
+            del self._errors[name][count:]

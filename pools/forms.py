@@ -45,6 +45,21 @@ APPLIES_TO_TYPES = {
 
 EXTRA_TEMPLATES = {"pattern": "pools/_combinations_slot.html"}
 
+# The form's grid: sections in two columns on wide screens (``columns()``; a title no
+# form has, like the edit's "Updating coupons" on create, is skipped), fields side by side
+# within a section (Bootstrap column classes; a field not named here takes the whole row).
+COLUMNS: tuple[tuple[str, ...], ...] = (
+    ("Source", "General settings", "Updating coupons"),
+    ("Restrictions", "Pass template", "User group"),
+)
+FIELD_WIDTHS = {
+    "excluded_characters": "col-md-5", "excluded_phrases": "col-md-7",
+    "name": "col-md-7", "external_id": "col-md-5",
+    "coupon_type": "col-md-5", "value": "col-md-4", "currency": "col-md-3",
+    "minimum_value": "col-md-6", "minimum_redemption_value": "col-md-6",
+    "purchase_minimum": "col-md-5", "expiration_period_count": "col-md-7",
+}
+
 
 class PoolForm(BootstrapModelForm):
     class Meta:
@@ -60,7 +75,7 @@ class PoolForm(BootstrapModelForm):
                 attrs={"autocomplete": "off", "spellcheck": "false", "class": "font-monospace"}
             ),
             "excluded_characters": forms.TextInput(
-                attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "O, 0, I, 1"}
+                attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "e.g. O0I1"}
             ),
         }
 
@@ -73,9 +88,11 @@ class PoolForm(BootstrapModelForm):
         self.fields["expiration_period_unit"].choices = [("", "unit")] + list(
             self.fields["expiration_period_unit"].choices
         )[1:]
-        self.fields["expiration_period_count"].widget.attrs.update({"placeholder": "30", "min": 1})
+        # Placeholders are examples ("e.g. ..."), muted in static/css/app.css, never a value.
+        self.fields["pattern"].widget.attrs.setdefault("placeholder", "e.g. SUMMER-####")
+        self.fields["expiration_period_count"].widget.attrs.update({"placeholder": "e.g. 30", "min": 1})
         currency = self.fields["currency"].widget.attrs
-        currency.update({"maxlength": 3, "placeholder": "EUR", "class": f"{currency.get('class', '')} text-uppercase".strip()})
+        currency.update({"maxlength": 3, "placeholder": "e.g. EUR", "class": f"{currency.get('class', '')} text-uppercase".strip()})
         self.fields["user_group"].queryset = groups_assignable(user)
         self.fields["user_group"].empty_label = "No group: every user can see this pool"
         for name in ("value", "minimum_value", "minimum_redemption_value", "purchase_minimum"):
@@ -153,9 +170,10 @@ class PoolForm(BootstrapModelForm):
         return self.cleaned_data.get("pattern") or None
 
     def sections(self):
-        """(title, [(bound field, sources, types, extra template)]) per section.
+        """(title, [(bound field, sources, types, extra template, width)]) per section.
 
-        ``sources``/``types`` list what the field applies to (None: always shown).
+        ``sources``/``types`` list what the field applies to (None: always shown);
+        ``width`` is its Bootstrap column class.
         """
         return [
             (
@@ -166,12 +184,22 @@ class PoolForm(BootstrapModelForm):
                         APPLIES_TO_SOURCES.get(name),
                         APPLIES_TO_TYPES.get(name),
                         EXTRA_TEMPLATES.get(name),
+                        FIELD_WIDTHS.get(name, "col-12"),
                     )
                     for name in names
                 ],
             )
             for title, names in SECTIONS
         ] + self.extra_sections()
+
+    def columns(self) -> list[list]:
+        """The sections laid out in ``COLUMNS``; one that ``COLUMNS`` does not name ends
+        the first column, so every section appears exactly once."""
+        sections = self.sections()
+        columns = [[section for title in column for section in sections if section[0] == title] for column in COLUMNS]
+        named = {title for column in COLUMNS for title in column}
+        columns[0] += [section for section in sections if section[0] not in named]
+        return columns
 
     def extra_sections(self) -> list:
         """More sections after the pool's own (``coupons.forms.PoolEditForm``)."""

@@ -57,13 +57,15 @@ class CombinationsView(View):
 
 
 def percent_text(share: float) -> str:
-    """0.0004 -> "0.04", 0.9999 -> "more than 99.9", 0 -> "less than 0.01"."""
+    """An estimated share in words: 0.0004 -> "about 0.04%", 0.9999 -> "more than 99.9%",
+    0 -> "less than 0.01%" (never "about less than")."""
     percent = share * 100
     if percent < 0.01:
-        return "less than 0.01"
+        return "less than 0.01%"
     if percent > 99.9:
-        return "more than 99.9"
-    return f"{percent:.2f}".rstrip("0").rstrip(".") if percent < 10 else f"{percent:.1f}".rstrip("0").rstrip(".")
+        return "more than 99.9%"
+    digits = f"{percent:.2f}" if percent < 10 else f"{percent:.1f}"
+    return f"about {digits.rstrip('0').rstrip('.')}%"
 
 
 class ModuleSettingsView(PermissionRequiredMixin, FormView):
@@ -78,5 +80,5 @@ class ModuleSettingsView(PermissionRequiredMixin, FormView):
 
     def form_valid(self, form):
         services.module_settings_update(auto_redeem=form.cleaned_data["auto_redeem"])
-        messages.success(self.request, "Coupon settings saved.")
+        messages.success(self.request, "Coupon module settings saved.")
         return redirect("pools:settings")

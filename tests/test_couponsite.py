@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from couponsite.celery import app
+from couponsite.wording import counted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -151,6 +152,80 @@ def test_demo_setup_prints_the_login_and_is_idempotent(capsys):
     assert get_user_model().objects.filter(username="demo").count() == 1
 
 
+@pytest.mark.django_db
+def test_demo_setup_keeps_an_existing_users_password_and_sessions(client, capsys):
+    # Given the demo user, created by a first `make run`, then given its own password
+    call_command("demo_setup")
+    user = get_user_model().objects.get(username="demo")
+    user.set_password("my-own-password")
+    user.save()
+    client.force_login(user)
+    capsys.readouterr()
+    # When `make run` runs demo_setup again
+    call_command("demo_setup")
+    out = capsys.readouterr().out
+    # Then the password and the session are as they were, and the message says so
+    user.refresh_from_db()
+    assert user.check_password("my-own-password") and not user.check_password("demo-coupons")
+    assert client.get("/pools/").status_code == 200
+    assert "username 'demo', password unchanged" in out and "changepassword demo" in out
+    assert "'demo-coupons'" not in out.split("(it is not")[0]
+
+
+@pytest.mark.django_db
+def test_demo_setup_says_an_unchanged_default_password(capsys):
+    call_command("demo_setup")
+    assert "Demo login (created): username 'demo', password 'demo-coupons'" in capsys.readouterr().out
+    call_command("demo_setup")
+    assert "Demo login: username 'demo', password 'demo-coupons' (unchanged)" in capsys.readouterr().out
+
+
+def _procfile_web_command(env: dict) -> str:
+    """couponsite/Procfile.dev's web line as honcho's shell expands it in ``env``."""
+    line = next(line for line in (ROOT / "couponsite" / "Procfile.dev").read_text().splitlines() if line.startswith("web:"))
+    clean = {k: v for k, v in os.environ.items() if k not in {"WEB_HOST", "WEB_PORT"}}
+    result = subprocess.run(["sh", "-c", f"echo {line.split(':', 1)[1].strip()}"], env={**clean, **env},
+                            capture_output=True, text=True, check=True, timeout=10)
+    return result.stdout.strip()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("env, address", [
+    ({}, "127.0.0.1:8000"), ({"WEB_PORT": "8100"}, "127.0.0.1:8100"),
+    ({"WEB_HOST": "localhost", "WEB_PORT": "8200"}, "localhost:8200"),
+])
+def test_the_start_message_names_the_address_the_web_server_serves(env, address, monkeypatch, capsys):
+    monkeypatch.delenv("WEB_HOST", raising=False)
+    monkeypatch.delenv("WEB_PORT", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    call_command("demo_setup")
+    assert f"Open http://{address}/ and log in." in capsys.readouterr().out
+    assert _procfile_web_command(env) == f"python manage.py runserver {address}"
+
+
+@pytest.mark.parametrize("env, address", [({}, "127.0.0.1:8000"), ({"WEB_PORT": "8100"}, "127.0.0.1:8100")])
+def test_make_run_gives_its_commands_the_address(env, address, tmp_path):
+    """`make run` itself, on a stand-in virtualenv whose python and honcho only write
+    down the address they were given."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    for name in ("python", "honcho"):
+        tool = venv / "bin" / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $WEB_HOST:$WEB_PORT $*" >> {log}\n')
+        tool.chmod(0o755)
+    (venv / ".installed").touch()  # newer than pyproject.toml: nothing to install
+    clean = {k: v for k, v in os.environ.items() if k not in {"WEB_HOST", "WEB_PORT", "MAKEFLAGS"}}
+    subprocess.run(["make", "-s", "run", f"VENV={venv}"], cwd=ROOT, env={**clean, **env}, check=True, timeout=30)
+    calls = log.read_text().splitlines()
+    assert calls == [
+        f"python {address} manage.py migrate --noinput",
+        f"python {address} manage.py demo_setup",
+        f"honcho {address} --procfile couponsite/Procfile.dev --app-root . start",
+    ]
+
+
 def test_embedded_default_worker_runs_a_real_task(tmp_path):
     """`make run`'s setup: SQLite and the file-system broker, with a real worker."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"}}
@@ -241,8 +316,8 @@ def test_embedded_default_imports_a_file_on_sqlite(tmp_path):
     run = subprocess.run([*manage, "import_coupons", "SQLITE-UP", str(tmp_path / "codes.csv"), "--delimiter", "semicolon"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert ("6 rows read, 3 coupons created, 1 duplicates in the file, 1 codes that exist already, "
-            "1 invalid rows") in run.stdout
+    assert ("6 rows read, 3 coupons created, 1 duplicate in the file, 1 code that exists already, "
+            "1 invalid row") in run.stdout
     check = (
         "from coupons.models import Coupon, CustomerEvent; from imports.models import ImportRejection;"
         "c = Coupon.objects.filter(pool__external_id='SQLITE-UP').order_by('code');"
@@ -284,3 +359,43 @@ def test_embedded_default_runs_jobs_and_lists_them_on_sqlite(tmp_path):
     assert lines[-3] == "Invalidated 5 coupons."
     assert lines[-2] == "1 coupon exported. SQJ-1,"
     assert lines[-1] == "200 [('export', 'done'), ('bulk_action', 'done')]"
+
+
+def _github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_readme_link_works_in_a_fresh_clone():
+    text = (ROOT / "README.md").read_text()
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)  # code blocks hold no links
+    anchors = {_github_anchor(line.lstrip("#")) for line in prose.splitlines() if line.startswith("#")}
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split())
+    links = re.findall(r"\]\(([^)\s]+)\)", prose)
+    assert links, "the README links its own sections"
+    for link in links:
+        path, _, anchor = link.partition("#")
+        assert not re.match(r"[a-z]+:", path), f"{link}: the README links nothing outside the repository"
+        if path:
+            resolved = (ROOT / path).resolve()
+            assert resolved.is_relative_to(ROOT), f"{link} points outside the repository"
+            relative = str(resolved.relative_to(ROOT))
+            assert relative in tracked or any(name.startswith(relative + "/") for name in tracked), f"{link} is not in the repository"
+        else:
+            assert anchor in anchors, f"{link}: no such heading in the README"
+
+
+def test_readme_quick_start_is_two_commands_and_names_the_quick_loop():
+    text = (ROOT / "README.md").read_text()
+    quick_start = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    first_block = re.search(r"```sh\n(.*?)```", quick_start, flags=re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.split("#")[0].strip()]
+    assert commands == ["make run", "make test"]
+    assert """make test PYTEST_ARGS="-m 'not browser'\"""" in quick_start
+    # the marker the quick loop leaves out is the one the browser tests carry
+    assert '"browser: ' in (ROOT / "pyproject.toml").read_text()
+
+
+@pytest.mark.parametrize("count, text", [(0, "0 coupons"), (1, "1 coupon"), (2, "2 coupons"), (2_000, "2,000 coupons")])
+def test_counted_says_the_noun_that_fits_the_count(count, text):
+    assert counted(count, "coupon", "coupons") == text

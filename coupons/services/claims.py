@@ -14,6 +14,7 @@ from django.utils import timezone
 from couponsite import counting
 from couponsite.dberrors import is_deadlock
 from couponsite.rawsql import fetch_instance, select_list
+from couponsite.wording import counted
 from pools.models import CouponPool, CouponTerms, PoolSource
 from pools.patterns import PatternError
 from pools.remote import RemoteCodeError, fetch_remote_code
@@ -341,7 +342,7 @@ def _check_guessing_protection(pool: CouponPool, limit: int) -> None:
     CouponPool.objects.select_for_update().filter(pk=pool.pk).first()
     if coupons.order_by()[:limit].count() >= limit:
         raise CouponActionError(
-            f"The pool \u201c{pool.name}\u201d has issued {limit:,} coupons, the most its pattern allows "
+            f"The pool \u201c{pool.name}\u201d has issued {counted(limit, 'coupon', 'coupons')}, the most its pattern allows "
             "(1% of its combinations, against guessing).",
             code="pool_full",
         )

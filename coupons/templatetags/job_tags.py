@@ -4,6 +4,7 @@ import uuid
 
 from django import template
 from django.utils.html import format_html
+from django.utils.translation import ngettext
 
 from coupons.jobs.base import JobStatus
 from coupons.jobs.registry import kind_of
@@ -60,4 +61,6 @@ def may_manage(job, user):
 
 @register.filter
 def job_unit(job):
-    return kind_of(job).unit
+    """The kind's unit for the job's total: "1 row", "2 rows" (the registry names it in the plural)."""
+    unit = kind_of(job).unit
+    return ngettext(unit.removesuffix("s"), unit, job.total)

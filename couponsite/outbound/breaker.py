@@ -10,6 +10,8 @@ import uuid
 
 from django.core.cache import cache
 
+from couponsite.wording import counted
+
 logger = logging.getLogger(__name__)
 
 from .errors import _MAX_ADDRESSES_TRIED, BUSY, PAUSED, OutboundError, _setting, _timeouts
@@ -32,7 +34,7 @@ def _slot(key: str, peer: str):
     else:
         logger.warning("Outbound %s: all %s slots busy", key, limit)
         raise OutboundError(
-            f"The {peer} is already handling {limit} requests from us, the most allowed at once; "
+            f"The {peer} is already handling {counted(limit, 'request', 'requests')} from us, the most allowed at once; "
             "try again in a moment.",
             BUSY,
             retry_after=1,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from coupons.jobs.engine import JobFailed, Run, job_execute
 from coupons.jobs.registry import JobKind, register
 from coupons.jobs.storage import purge_unreferenced
+from couponsite.wording import counted
 from pools.models import PoolSource
 
 from ..models import ImportJob, ImportPhase, JobStatus, RowOutcome
@@ -190,12 +191,12 @@ def _finish(job: ImportJob) -> str:
 
 def _summary(job: ImportJob) -> str:
     if job.created:
-        rows = f"{job.total:,} row{'s' if job.total != 1 else ''}"
-        return f"{job.created:,} coupon{'s' if job.created != 1 else ''} created from {rows}."
+        return f"{counted(job.created, 'coupon', 'coupons')} created from {counted(job.total, 'row', 'rows')}."
     parts = [
-        f"{count:,} {what}" for count, what in (
-            (job.existing, "codes exist already"), (job.duplicates_in_file, "rows repeat an earlier row"),
-            (job.invalid, "rows are invalid"),
+        counted(count, singular, plural) for count, singular, plural in (
+            (job.existing, "code exists already", "codes exist already"),
+            (job.duplicates_in_file, "row repeats an earlier row", "rows repeat an earlier row"),
+            (job.invalid, "row is invalid", "rows are invalid"),
         ) if count
     ]
     again = " This file was imported before." if job.existing and earlier_import_of_same_file(job) else ""

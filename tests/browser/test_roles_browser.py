@@ -79,7 +79,7 @@ def test_a_viewer_reads_every_page_and_is_offered_no_change(page, world):
     login(page, "vera")
 
     # The menu offers looking only; the pool list shows North's pools and those of no group
-    for hidden in ("Create coupon pool", "Settings", "API keys", "Admin"):
+    for hidden in ("Create coupon pool", "Module settings", "API keys", "Admin"):
         expect(nav(page).get_by_role("link", name=hidden, exact=True)).to_have_count(0)
     expect(page.get_by_role("main").get_by_role("link", name="Create coupon pool")).to_have_count(0)
     table = page.get_by_role("table")
@@ -148,7 +148,7 @@ def test_a_manager_of_one_group_works_its_pools_and_never_sees_the_others(page, 
 
     # The menu offers creating pools and the module settings, not the administrators' pages
     expect(nav(page).get_by_role("link", name="Create coupon pool")).to_be_visible()
-    expect(nav(page).get_by_role("link", name="Settings", exact=True)).to_be_visible()
+    expect(nav(page).get_by_role("link", name="Module settings", exact=True)).to_be_visible()
     expect(nav(page).get_by_role("link", name="API keys")).to_have_count(0)
     expect(nav(page).get_by_role("link", name="Admin")).to_have_count(0)
     table = page.get_by_role("table")
@@ -215,7 +215,7 @@ def test_a_superuser_sees_every_pool_and_every_menu(page, world):
     south = world["pools"]["south"]
     login(page, "root")
 
-    for shown in ("Create coupon pool", "Settings", "API keys", "Admin"):
+    for shown in ("Create coupon pool", "Module settings", "API keys", "Admin"):
         expect(nav(page).get_by_role("link", name=shown, exact=True)).to_be_visible()
     table = page.get_by_role("table")
     for name in ("North welcome", "South welcome", "Open bulk"):
@@ -225,7 +225,7 @@ def test_a_superuser_sees_every_pool_and_every_menu(page, world):
     expect(page).to_have_url(re.compile(f"/pools/{south.pk}/coupons/$"))
     expect(tabs(page).get_by_role("link", name="Settings")).to_be_visible()
     expect(row(page, "SOUTH-FREE").get_by_role("button", name="Actions for SOUTH-FREE")).to_be_visible()
-    nav(page).get_by_role("link", name="Settings", exact=True).click()
+    nav(page).get_by_role("link", name="Module settings", exact=True).click()
     expect(page).to_have_url(re.compile(f"{reverse('pools:settings')}$"))
     nav(page).get_by_role("link", name="API keys").click()
     expect(page.get_by_role("heading", name="API keys")).to_be_visible()

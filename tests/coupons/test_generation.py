@@ -1,5 +1,6 @@
 """Bulk generation: exact counts, uniqueness across pools, limits, crash and resume."""
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -22,7 +23,7 @@ from coupons.services import Actor, CouponActionError, coupon_claim
 from pools.models import CouponPool, PoolSource
 from pools.patterns.parsing import Pattern
 from tests.conftest import start_worker
-from tests.factories import BulkPoolFactory, CouponFactory, CustomerFactory, PoolFactory
+from tests.factories import BulkPoolFactory, CouponFactory, CustomerFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 S = CouponStatus
@@ -535,7 +536,7 @@ class TestPages:
         pool = BulkPoolFactory(pattern="PG-####")
         url = reverse("coupons:pool_generation", args=[pool.pk])
         page = manager_client.get(url).content.decode()
-        assert "can still take <strong>100</strong> coupons" in page
+        assert re.search(r'can still take <strong data-testid="capacity-available">100</strong> coupons\.', page)
         refused = manager_client.post(url, {"count": "101"})
         assert "only 100 more coupons" in refused.content.decode()
         with django_capture_on_commit_callbacks() as callbacks:
@@ -545,6 +546,27 @@ class TestPages:
         assert (batch.total, batch.created_by.username) == (30, "manager")
         fragment = manager_client.get(reverse("coupons:generation_batch", args=[batch.pk])).content.decode()
         assert 'hx-trigger="every 1s"' in fragment
+
+    def test_the_admin_says_generation_batches(self, client):
+        client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+        html = client.get(reverse("admin:index")).content.decode()
+        assert ">Generation batches</a>" in html and "batchs" not in html.lower()
+
+    def test_capacity_is_a_short_table_in_singular_and_plural(self, manager_client):
+        pool = BulkPoolFactory(pattern="PS-####")  # 10,000 combinations: at most 100 coupons
+        url = reverse("coupons:pool_generation", args=[pool.pk])
+        generation_start(pool=pool, count=99, enqueue=False)
+        page = manager_client.get(url).content.decode()
+        assert re.search(r'can still take <strong data-testid="capacity-available">1</strong> coupon\.', page)
+        rows = re.findall(r'<tr><th scope="row"[^>]*>(.*?)</th><td[^>]*>(.*?)</td></tr>', page)
+        assert rows == [
+            ("Most coupons per pool", "100,000,000"), ("Guessing protection: 1% of 10,000 combinations", "100"),
+            ("Maximum of this pool (the smaller)", "100"), ("Generated or on their way", "&minus;&nbsp;99"),
+            ("Still available", "1"),
+        ]
+        refused = manager_client.post(url, {"count": "2"}).content.decode()
+        assert "can take only 1 more coupon (at most 1% of the pattern&#x27;s 10,000 combinations" in refused
+        assert "; 2 were requested." in refused
 
     def test_resume_button(self, manager_client, django_capture_on_commit_callbacks):
         pool = BulkPoolFactory()

@@ -309,7 +309,7 @@ class TestPoolEditPropagation:
         data = {"name": pool.name, "source": "uploaded", "coupon_type": "amount", "value": "12.00",
                 "update_method": UpdateMethod.UNASSIGNED}
         response = manager_client.post(reverse("pools:edit", args=[pool.pk]), data, follow=True)
-        assert "1 coupons updated." in response.content.decode()
+        assert "1 coupon updated." in response.content.decode()
         values = dict(Coupon.objects.filter(pool=pool).values_list("pk", "terms__effective__value"))
         assert values[unassigned.pk] == 12 and values[claimed.pk] == 10
         assert not CustomerEvent.objects.exists()

@@ -245,7 +245,7 @@ def test_the_same_file_twice_creates_nothing_the_second_time_and_says_so():
     assert (first.created, first.duplicates_in_file) == (2, 1)
     assert counts(second) == dict(read=3, created=0, in_file=1, existing=2, invalid=0)
     assert second.message == (
-        "Nothing was created: 2 codes exist already, 1 rows repeat an earlier row. This file was imported before."
+        "Nothing was created: 2 codes exist already, 1 row repeats an earlier row. This file was imported before."
     )
     assert services.earlier_import_of_same_file(second) == first
     assert codes(pool) == ["TW-1", "TW-2"]
@@ -450,7 +450,24 @@ def test_nothing_created_says_what_was_skipped():
     pool = PoolFactory()
     run_import(PoolFactory(), b"code\nSK-1\n")
     job = run_import(pool, b"code\nSK-1\nBAD\x01\nBAD\x02\n")
-    assert job.message == "Nothing was created: 1 codes exist already, 2 rows are invalid."
+    assert job.message == "Nothing was created: 1 code exists already, 2 rows are invalid."
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"code\nONE-1\n", "1 coupon created from 1 row."),
+    (b"code\nTWO-1\nTWO-2\n", "2 coupons created from 2 rows."),
+    (b"code\nREP-1\nREP-1\nBAD\x01\n", "1 coupon created from 3 rows."),
+])
+def test_the_summary_counts_in_singular_and_plural(content, message):
+    assert run_import(PoolFactory(), content).message == message
+
+
+def test_nothing_created_says_each_count_in_singular_and_plural():
+    run_import(PoolFactory(), b"code\nSG-1\nSG-2\n")
+    single = run_import(PoolFactory(), b"code\nSG-1\nSG-1\nBAD\x01\n")
+    assert single.message == "Nothing was created: 1 code exists already, 1 row repeats an earlier row, 1 row is invalid."
+    several = run_import(PoolFactory(), b"code\nSG-1\nSG-2\nSG-2\nSG-2\nBAD\x01\nBAD\x02\n")
+    assert several.message == "Nothing was created: 2 codes exist already, 2 rows repeat an earlier row, 2 rows are invalid."
 
 
 def test_a_failure_after_coupons_were_created_interrupts_rather_than_fails(monkeypatch):

@@ -5,7 +5,9 @@ import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import escape
 
 from coupons.models import Coupon
 from imports.models import ImportJob, JobStatus
@@ -223,3 +225,35 @@ def test_the_same_file_warning_does_not_name_a_pool_the_user_may_not_see(client,
     second = uploaded_job(client, b"code\nVIP-1\n")
     html = client.get(reverse("imports:configure", args=[second.pk])).content.decode()
     assert "Secret VIP pool" not in html and "imported before" not in html
+
+
+def test_a_file_problem_at_start_is_shown_once(manager_client):
+    # Given a Windows-1252 file configured to be read as UTF-8
+    pool = PoolFactory()
+    job = uploaded_job(manager_client, "code\nCAF\u00c9-1\nCAF\u00c9-2\n".encode("windows-1252"), pool=pool)
+    # When the import is started like that
+    response = configure(manager_client, job, pool, encoding="utf-8", read_encoding="utf-8")
+    # Then it is refused, and the problem the preview shows is not repeated above the form
+    assert response.status_code == 400
+    html = response.content.decode()
+    problem = response.context["preview"].problem
+    assert problem and html.count(escape(problem)) == 1
+    assert 'data-testid="start-error"' not in html
+
+
+@pytest.mark.parametrize("total, text", [(1, "0 of 1 row done."), (2, "0 of 2 rows done.")])
+def test_a_jobs_progress_counts_its_unit_in_singular_and_plural(total, text):
+    job = ImportJob(status=JobStatus.RUNNING, total=total, processed=0)
+    assert render_to_string("jobs/_progress_text.html", {"job": job}).strip() == text
+
+
+@pytest.mark.parametrize("invalid, kept, text", [
+    (1, 1, "Download the row not imported (CSV)"), (2, 2, "Download the 2 rows not imported (CSV)"),
+    (3, 1, "Download the 1 listed row not imported (CSV)"), (5, 2, "Download the 2 listed rows not imported (CSV)"),
+])
+def test_the_download_of_rows_not_imported_counts_them_in_singular_and_plural(invalid, kept, text):
+    job = ImportJob(pk=7, status=JobStatus.DONE, total=10, created=10 - invalid, invalid=invalid)
+    html = render_to_string("imports/_status.html", {
+        "job": job, "rejections": [], "rejections_kept": kept, "rejections_shown": kept, "rejections_limit": 1,
+    })
+    assert text in " ".join(html.split())

@@ -1,5 +1,6 @@
 """The pool pages: list, create/edit form, live combinations, access, admin."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -205,10 +206,25 @@ class TestCombinations:
 
     def test_phrases_lower_the_capacity(self, manager_client):
         html = self.get(manager_client, source="bulk", pattern="#^^^", excluded_phrases="1\n2\n3\n4\n5")
-        assert "Excluded phrases rule out about" in html
+        assert re.search(r"Excluded phrases rule out about \d+(\.\d+)?% of these combinations", html)
+
+    def test_a_rare_phrase_is_less_than_a_share_not_about_less_than(self, manager_client):
+        html = self.get(manager_client, source="bulk", pattern="*" * 12, excluded_phrases="QZXQZXQZ")
+        assert "Excluded phrases rule out less than 0.01% of these combinations" in html
+        assert "about less than" not in html
 
 
 class TestModuleSettings:
+    def test_the_page_is_named_apart_from_a_pools_settings_tab(self, manager_client):
+        pool = PoolFactory()
+        html = manager_client.get(reverse("pools:settings")).content.decode()
+        assert "<title>Coupon module settings" in html and '<h1 class="h3 mb-1">Coupon module settings</h1>' in html
+        menu = re.search(r'href="/pools/settings/">([^<]*)</a>', html)
+        assert menu.group(1) == "Module settings"
+        tab = manager_client.get(reverse("pools:edit", args=[pool.pk])).content.decode()
+        assert re.search(r'href="/pools/settings/">Module settings</a>', tab)  # the menu
+        assert re.search(r'aria-current="page" href="[^"]+">Settings</a>', tab)  # the pool's own tab
+
     def test_auto_redeem_toggle(self, manager_client):
         assert manager_client.post(reverse("pools:settings"), {"auto_redeem": "on"}).status_code == 302
         assert ModuleSettings.load().auto_redeem is True
@@ -304,8 +320,8 @@ def test_callback_api_key_is_never_sent_back_and_kept_when_left_empty(manager_cl
     assert fake_dns.lookups == ["partner.example", "partner.example"]
 
 
-@pytest.mark.parametrize("share, text", [(0.0, "less than 0.01"), (0.0004, "0.04"), (0.123, "12.3"),
-                                         (0.9995, "more than 99.9"), (0.05, "5")])
+@pytest.mark.parametrize("share, text", [(0.0, "less than 0.01%"), (0.0004, "about 0.04%"), (0.123, "about 12.3%"),
+                                         (0.9995, "more than 99.9%"), (0.05, "about 5%")])
 def test_phrase_share_is_readable(share, text):
     from pools.views import percent_text
 

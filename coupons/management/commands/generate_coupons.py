@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from coupons.generation import GenerationError, generation_resume, generation_start
 from coupons.jobs.engine import JobRefused, job_run_here
 from coupons.models import GenerationBatch, JobStatus
+from couponsite.wording import counted
 from pools.selectors import pool_get_by_reference
 
 
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         if batch.status != JobStatus.DONE:
             raise CommandError(f"Batch #{batch.pk} is {batch.get_status_display().lower()}: {batch.message}")
         self.stdout.write(self.style.SUCCESS(
-            f"Batch #{batch.pk}: {batch.processed:,} coupons generated for \u201c{target.name}\u201d "
+            f"Batch #{batch.pk}: {counted(batch.processed, 'coupon', 'coupons')} generated for \u201c{target.name}\u201d "
             f"in {time.monotonic() - started:.1f} s."
         ))
 

@@ -3,6 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from coupons.seeding import coupons_seed
+from couponsite.wording import counted
 from pools.selectors import pool_get_by_reference
 
 
@@ -26,5 +27,5 @@ class Command(BaseCommand):
         added = coupons_seed(pool=target, count=count, progress=progress)
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(
-            f"Added {added:,} coupons to \u201c{target.name}\u201d in {time.monotonic() - started:.1f} s."
+            f"Added {counted(added, 'coupon', 'coupons')} to \u201c{target.name}\u201d in {time.monotonic() - started:.1f} s."
         ))

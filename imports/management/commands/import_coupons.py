@@ -5,6 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from coupons.jobs.engine import JobRefused
+from couponsite.wording import counted
 from imports.models import ImportJob, JobStatus
 from imports.parsing import DELIMITERS, ENCODINGS, FileProblem, Options
 from imports.services import (
@@ -62,9 +63,11 @@ class Command(BaseCommand):
             hint = f" Finish it with: import_coupons {pool} --resume {job.pk}" if job.can_resume else ""
             raise CommandError(f"Import #{job.pk} is {job.get_status_display().lower()}: {job.message}{hint}")
         self.stdout.write(self.style.SUCCESS(
-            f"Import #{job.pk} into \u201c{target.name}\u201d: {job.total:,} rows read, {job.created:,} coupons "
-            f"created, {job.duplicates_in_file:,} duplicates in the file, {job.existing:,} codes that exist "
-            f"already, {job.invalid:,} invalid rows ({time.monotonic() - started:.1f} s)."
+            f"Import #{job.pk} into \u201c{target.name}\u201d: {counted(job.total, 'row', 'rows')} read, "
+            f"{counted(job.created, 'coupon', 'coupons')} created, "
+            f"{counted(job.duplicates_in_file, 'duplicate', 'duplicates')} in the file, "
+            f"{counted(job.existing, 'code that exists', 'codes that exist')} already, "
+            f"{counted(job.invalid, 'invalid row', 'invalid rows')} ({time.monotonic() - started:.1f} s)."
         ))
         if job.created == 0 and job.message:
             self.stdout.write(job.message)
@@ -91,8 +94,8 @@ class Command(BaseCommand):
 
         def show(job):
             bar = "#" * int(job.percent * 30 / 100)
-            what = f"reading {job.total:,} rows" if job.phase == "reading" else (
-                f"{job.processed:,} / {job.total:,} rows, {job.created:,} created"
+            what = f"reading {counted(job.total, 'row', 'rows')}" if job.phase == "reading" else (
+                f"{job.processed:,} / {counted(job.total, 'row', 'rows')}, {job.created:,} created"
             )
             line = f"[{bar:<30}] {job.percent:3d}%  {what}"
             self.stdout.write(f"\r{line:<90}" if tty else line, ending="" if tty else "\n")
