@@ -16,7 +16,13 @@ from tests.factories import (
     GiftCardPoolFactory,
     PoolFactory,
     UserFactory,
+    ViewerFactory,
 )
+
+
+def nav(page):
+    return page.get_by_role("navigation", name="Main")
+
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 S = CouponStatus
@@ -56,12 +62,20 @@ def test_every_page_of_the_walk_through_has_no_serious_violation(page, celery_wo
     axe_audit(page, "login")
     login(page, "ada")
 
-    # The pool list, the pool form (new and existing)
+    # The pool list, the pool form (new and existing), a pool's overview
     axe_audit(page, "pool list")
     page.get_by_role("link", name="Create coupon pool").first.click()
     expect(page).to_have_title(re.compile("Create coupon pool"))
     axe_audit(page, "new pool form")
-    page.goto(f"/pools/{pool.pk}/")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Please correct the fields marked below.")).to_be_visible()
+    axe_audit(page, "pool form with errors")
+    page.goto("/pools/")
+    page.get_by_role("link", name="Welcome 10 off").click()
+    expect(page).to_have_url(re.compile(f"/pools/{pool.pk}/$"))
+    axe_audit(page, "overview")
+    page.get_by_role("link", name="Settings", exact=True).click()
+    expect(page.locator("#id_name")).to_have_value("Welcome 10 off")
     axe_audit(page, "pool form")
 
     # The Coupons tab, with a row's menu, a row's dialog and a bulk dialog open
@@ -80,6 +94,11 @@ def test_every_page_of_the_walk_through_has_no_serious_violation(page, celery_wo
     expect(page.get_by_role("dialog")).to_contain_text("Invalidate 1 selected coupon")
     axe_audit(page, "bulk dialog")
     page.keyboard.press("Escape")
+
+    # A coupon's page, from its code
+    page.get_by_role("link", name="WELCOME-CLAIMED").click()
+    expect(page).to_have_title(re.compile("Coupon WELCOME-CLAIMED"))
+    axe_audit(page, "coupon detail")
 
     # Statistics, generation (a bulk pool), the export page
     page.goto(f"/pools/{pool.pk}/statistics/")
@@ -106,17 +125,44 @@ def test_every_page_of_the_walk_through_has_no_serious_violation(page, celery_wo
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Imports").click()
     axe_audit(page, "import list")
 
-    # Customers, a customer's page, jobs, API keys, the module settings
-    page.get_by_role("link", name="Customers").click()
+    # Customers: the list, a new customer (with a mistake first), a customer's page
+    nav(page).get_by_role("link", name="Customers").click()
     axe_audit(page, "customer list")
+    page.get_by_role("link", name="New customer").click()
+    axe_audit(page, "new customer form")
+    page.get_by_label("Customer ID").fill("ANNA-1")
+    page.get_by_role("button", name=re.compile("Create|Save")).click()
+    expect(page.locator(".invalid-feedback, .is-invalid").first).to_be_visible()
+    axe_audit(page, "customer form with an error")
+    nav(page).get_by_role("link", name="Customers").click()
     page.get_by_role("link", name="ANNA-1").click()
     axe_audit(page, "customer page")
-    page.get_by_role("link", name="Jobs", exact=True).click()
+
+    # Jobs, API keys, the module settings, the styled 404
+    nav(page).get_by_role("link", name="Jobs", exact=True).click()
     axe_audit(page, "jobs")
-    page.get_by_role("link", name="API keys").click()
+    nav(page).get_by_role("link", name="API keys").click()
     axe_audit(page, "api keys")
-    page.goto("/pools/settings/")
+    nav(page).get_by_role("link", name="Module settings").click()
     axe_audit(page, "module settings")
+    page.goto("/pools/999999/")
+    expect(page.get_by_role("link", name="Go to the coupon pools")).to_be_visible()
+    axe_audit(page, "404")
+
+
+def test_a_reader_s_pages_and_the_styled_403_have_no_serious_violation(page):
+    pool = PoolFactory(name="Welcome 10 off")
+    CouponFactory(pool=pool, code="WELCOME-CLAIMED", status=S.CLAIMED, customer=CustomerFactory(external_id="ANNA-1"))
+    ViewerFactory(username="vera")
+    login(page, "vera")
+    axe_audit(page, "pool list, reader")
+    page.get_by_role("link", name="Welcome 10 off").click()
+    axe_audit(page, "overview, reader")
+    page.get_by_role("main").get_by_role("link", name="Coupons", exact=True).click()
+    axe_audit(page, "coupons tab, reader")
+    page.goto(f"/pools/{pool.pk}/settings/")
+    expect(page.get_by_role("link", name="Go to the coupon pools")).to_be_visible()
+    axe_audit(page, "403")
 
 
 def test_a_manager_redeems_a_coupon_with_the_keyboard_alone(page):
