@@ -65,16 +65,16 @@ def test_create_a_customer_assign_a_coupon_and_follow_its_code(page):
     expect(page.get_by_role("link", name="NINA-42")).to_be_visible()
     expect(page.get_by_role("link", name="OLD-1")).to_have_count(0)
 
-    # And the code in her history leads to the coupon, found alone on the pool's Coupons tab
-    CouponFactory(pool=pool, code="SPRING-0001-B")  # starts like it: only an exact match leaves it out
+    # And the code in her history leads to the coupon's own page, held by her
+    CouponFactory(pool=pool, code="SPRING-0001-B")  # starts like it: the link is to the coupon, not a search
     page.get_by_role("link", name="NINA-42").click()
     first_event.get_by_role("link", name="SPRING-0001").click()
-    expect(page).to_have_title(re.compile("Coupons · Spring welcome"))
-    expect(page.get_by_role("row", name=re.compile("SPRING-0001"))).to_have_count(1)
-    expect(page.get_by_role("row", name=re.compile("SPRING-0001"))).to_contain_text("NINA-42")
+    expect(page).to_have_title(re.compile("Coupon SPRING-0001 · Spring welcome"))
+    expect(page.get_by_role("main")).to_contain_text("NINA-42")
+    expect(page.get_by_role("main")).not_to_contain_text("SPRING-0001-B")
 
-    # And she edits the customer's email
-    page.get_by_role("link", name="NINA-42").click()
+    # And she edits the customer's email (the coupon's holder leads back to her)
+    page.get_by_test_id("coupon").get_by_role("link", name="NINA-42").click()
     page.get_by_role("link", name="Edit customer").click()
     page.get_by_label("Email").fill("nina@example.com")
     page.get_by_role("button", name="Save").click()

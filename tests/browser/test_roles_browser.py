@@ -222,8 +222,10 @@ def test_a_superuser_sees_every_pool_and_every_menu(page, world):
         expect(table).to_contain_text(name)
 
     page.get_by_role("link", name="South welcome").click()
-    expect(page).to_have_url(re.compile(f"/pools/{south.pk}/coupons/$"))
+    expect(page).to_have_url(re.compile(f"/pools/{south.pk}/$"))
     expect(tabs(page).get_by_role("link", name="Settings")).to_be_visible()
+    expect(page.get_by_role("link", name="Edit settings")).to_be_visible()
+    tabs(page).get_by_role("link", name="Coupons").click()
     expect(row(page, "SOUTH-FREE").get_by_role("button", name="Actions for SOUTH-FREE")).to_be_visible()
     nav(page).get_by_role("link", name="Module settings", exact=True).click()
     expect(page).to_have_url(re.compile(f"{reverse('pools:settings')}$"))
