@@ -16,7 +16,7 @@ from couponsite.counting import count_with_accuracy
 from pools import views as pool_pages
 from pools.models import CouponPool, PoolSource
 from pools.patterns import PatternError
-from pools.selectors import pool_get_visible
+from pools.selectors import pool_get_visible, pool_terms_shown, terms_catalog
 from pools.services import pool_create
 
 from . import selectors
@@ -29,7 +29,6 @@ from .tables import PoolStockTable
 from .views import PoolTabMixin
 
 RECENT_JOBS = 5
-CATALOG_SHOWN = 30  # stores or products listed on the overview; the rest are counted
 
 
 class PoolListView(pool_pages.PoolListView):
@@ -49,22 +48,17 @@ class PoolOverviewView(PoolTabMixin, TemplateView):
         context = super().get_context_data(**kwargs)
         pool = self.pool
         counts = selectors.pool_status_summary(pool=pool)
+        terms = pool_terms_shown(pool)
         context.update(
             counts=counts,
             unassigned=counts.of(CouponStatus.UNASSIGNED),
-            stores=self.catalog(pool.stores.all()),
-            products=self.catalog(pool.products.all()),
-            terms_version=pool.current_terms.version if pool.current_terms_id else None,
+            terms=terms,
+            catalog=terms_catalog(terms),
+            terms_version=terms.version,
             recent_jobs=jobs_page(user=self.request.user, filters=JobFilters(pool=pool.pk), size=RECENT_JOBS).rows,
             **self.source_context(pool, counts),
         )
         return context
-
-    @staticmethod
-    def catalog(items) -> dict:
-        shown = list(items[: CATALOG_SHOWN + 1])
-        more = items.count() - CATALOG_SHOWN if len(shown) > CATALOG_SHOWN else 0
-        return {"shown": shown[:CATALOG_SHOWN], "more": more}
 
     @staticmethod
     def source_context(pool: CouponPool, counts) -> dict:

@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from couponsite.tables import BaseTable
-from pools.models import CouponPool, CouponType, PoolSource
+from pools.models import CouponPool, PoolSource
 from pools.tables import PoolTable
 
 from . import selectors
@@ -32,14 +32,10 @@ def status_badge(status: int):
 
 
 def coupon_value(coupon: Coupon) -> str:
+    """A coupon's value as its terms read it (``CouponTerms.value_display``, a gift card's
+    with its balance); one without a value by its type ("Free shipping")."""
     terms = coupon.effective_terms
-    if terms.coupon_type == CouponType.FREE_SHIPPING:
-        return "Free shipping"
-    if terms.coupon_type == CouponType.PERCENTAGE:
-        return f"{terms.value}%"
-    if terms.coupon_type == CouponType.GIFT_CARD:
-        return f"{coupon.current_balance} / {terms.value} {terms.currency}".strip()
-    return f"{terms.value}"
+    return terms.value_display(balance=coupon.current_balance) or terms.get_coupon_type_display()
 
 
 def local(value, fmt: str) -> str:

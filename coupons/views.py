@@ -15,8 +15,8 @@ from django_tables2 import RequestConfig, SingleTableMixin
 
 from couponsite import counting
 from couponsite.wording import counted
-from pools.models import PoolSource, Product, Store
-from pools.selectors import pool_get_visible, pool_list_visible
+from pools.models import PoolSource
+from pools.selectors import pool_get_visible, pool_list_visible, terms_catalog
 
 from . import selectors, services
 from .access import CHANGE_COUPONS, may_change_coupons
@@ -361,8 +361,7 @@ class CouponDetailView(TemplateView):
         context.update(
             coupon=coupon, pool=coupon.pool, terms=terms, events_page=events,
             status_badge=status_badge(coupon.status), value=coupon_value(coupon),
-            stores=Store.objects.filter(pk__in=terms.store_ids or []),
-            products=Product.objects.filter(pk__in=terms.product_ids or []),
+            catalog=terms_catalog(terms),
             redemptions=coupon.redemptions.order_by("-id")[:PAGE_SIZE] if terms.is_gift_card else [],
             actions=allowed_actions(coupon) if user.has_perm("coupons.change_coupon") else [],
         )
@@ -435,8 +434,12 @@ class CustomerCreateView(PermissionRequiredMixin, FormView):
             return self.form_invalid(form)
         except CouponActionError as exc:
             form.add_refusal(str(exc), "external_id")
-            # The one taken, linked when this user may see it.
-            existing = selectors.customers_search(text="", user=self.request.user).filter(external_id=external_id).first()
+            # The one taken, linked only when this user may see it ("exists already"); the ID
+            # of a customer they may not see is refused without a word of that customer.
+            existing = None
+            if exc.code == "customer_exists":
+                existing = selectors.customers_search(text="", user=self.request.user).filter(
+                    external_id=external_id).first()
             return self.render_to_response(self.get_context_data(form=form, existing=existing))
         messages.success(self.request, f"Customer {customer.external_id} created.")
         return redirect("coupons:customer", pk=customer.pk)

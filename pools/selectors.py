@@ -6,7 +6,9 @@ from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from .access import pools_visible
-from .models import CouponPool, CouponTerms
+from .models import CouponPool, CouponTerms, Product, Store
+
+CATALOG_SHOWN = 30  # stores or products listed with a pool's terms; the rest are counted
 
 _TERMS: dict[int, CouponTerms] = {}
 _TERMS_KEPT = 2000
@@ -27,6 +29,25 @@ def terms_get(pk: int, *, pool_id: int, version: int | None = None) -> CouponTer
             _TERMS.clear()
         _TERMS[pk] = terms
     return copy.copy(terms)
+
+
+def pool_terms_shown(pool: CouponPool) -> CouponTerms:
+    """The terms the pool's new coupons get: its current version (a pool saved through
+    ``pools.services`` always has one), else its properties as an unsaved version."""
+    return pool.current_terms or CouponTerms(pool=pool, **pool.terms_snapshot())
+
+
+def terms_catalog(terms: CouponTerms, *, shown: int = CATALOG_SHOWN) -> dict:
+    """The stores and products ``terms`` restrict coupons to, as the terms block
+    (``templates/pools/_terms.html``) lists them: the first ``shown`` of each, and how
+    many more."""
+
+    def listed(model, ids) -> dict:
+        items = model.objects.filter(pk__in=ids or [])
+        first = list(items[: shown + 1])
+        return {"shown": first[:shown], "more": items.count() - shown if len(first) > shown else 0}
+
+    return {"stores": listed(Store, terms.store_ids), "products": listed(Product, terms.product_ids)}
 
 
 def pool_list_visible(*, user) -> QuerySet[CouponPool]:

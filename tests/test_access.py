@@ -23,6 +23,7 @@ from coupons.models import (
     GiftCardRedemption,
 )
 from coupons.services import Actor, coupon_claim
+from couponsite.permissions import manager_group_ensure
 from imports.models import ImportJob, ImportRejection
 from pools.access import pool_sql, pools_visible
 from pools.models import CouponPool, CouponTerms
@@ -122,8 +123,6 @@ class TestPages:
         assert client.post(reverse("coupons:customer_assign", args=[b.pk]), {"pool": world["pools"]["a"].pk}).status_code == 404
 
     def test_a_transfer_tells_nothing_of_another_groups_customer(self, world, client):
-        from couponsite.permissions import manager_group_ensure
-
         user = UserFactory(groups=[world["groups"]["a"], manager_group_ensure()])
         client.force_login(user)
         coupon = CouponFactory(pool=world["pools"]["a"], code="MOVE-A", status=S.CLAIMED, customer=world["customers"]["a"])
@@ -137,6 +136,32 @@ class TestPages:
         assert "No customer has the email b@example.com" in said({"email": "b@example.com"})[0]
         coupon.refresh_from_db()
         assert coupon.customer == world["customers"]["a"]  # nothing moved
+
+    def test_another_groups_customer_id_is_refused_alike_by_the_form_and_the_api(self, world, client):
+        # Given a manager of Brand A and a key of Brand A
+        client.force_login(UserFactory(groups=[world["groups"]["a"], manager_group_ensure()]))
+        api = api_for(world["groups"]["a"])
+        said = "The customer ID cust-b cannot be used; choose another."
+        typed = {"email": "mine@example.com", "currency": "USD"}
+        # When both try the ID of Brand B's customer
+        page = client.post(reverse("coupons:customer_create"), {"external_id": "cust-b", **typed})
+        put = api.put("/api/v1/customers/cust-b", typed, format="json")
+        # Then both refuse it in the same words, which neither confirm nor show that customer
+        assert page.status_code == 200 and page.context["form"].errors["external_id"] == [said]
+        html = page.content.decode()
+        b = world["customers"]["b"]
+        assert "exists already" not in html and 'data-testid="existing-customer"' not in html
+        assert "b@example.com" not in html and f'href="{reverse("coupons:customer", args=[b.pk])}"' not in html
+        assert 'value="mine@example.com"' in html  # what was typed stays
+        assert put.status_code == 404 and put.json()["error"]["code"] == "customer_id_unavailable"
+        assert put.json()["error"]["message"] == said and "b@example.com" not in put.content.decode()
+        # And nothing of that customer changed, nor was another made
+        b.refresh_from_db()
+        assert (b.email, b.currency) == ("b@example.com", "EUR") and Customer.objects.count() == 4
+        # While an ID the manager may see "exists already", with a link to its customer
+        own = client.post(reverse("coupons:customer_create"), {"external_id": "cust-a"})
+        assert own.context["form"].errors["external_id"] == ["A customer with the ID cust-a exists already."]
+        assert f'href="{reverse("coupons:customer", args=[world["customers"]["a"].pk])}"' in own.content.decode()
 
     def test_a_superuser_sees_everyone(self, world, client):
         client.force_login(UserFactory(username="root", is_superuser=True, is_staff=True))

@@ -65,9 +65,10 @@ LOOKUP_NEUTRAL = {"customer_required", "amount_invalid", "amount_not_allowed", "
 
 
 def refused(exc: CouponActionError) -> ApiError:
-    """A refused coupon action: 409, or 404 when the coupon does not exist, 502 for a
-    remote system that failed, 503 with Retry-After for one that is busy or paused."""
-    if exc.code in ("coupon_not_found", "customer_not_found"):
+    """A refused coupon action: 409, or 404 when the coupon or customer does not exist
+    or is another group's (``customer_id_unavailable``), 502 for a remote system that
+    failed, 503 with Retry-After for one that is busy or paused."""
+    if exc.code in ("coupon_not_found", "customer_not_found", "customer_id_unavailable"):
         return ApiError(str(exc), code=exc.code, type="not_found", status_code=404)
     if exc.retry_after is not None and exc.code.startswith("remote_"):
         error = ApiError(str(exc), code=exc.code, type="remote_error", status_code=503)

@@ -111,10 +111,20 @@ def customer_clean(*, external_id: str | None = None, email: str | None = None,
     return cleaned
 
 
+def customer_id_unavailable(external_id: str) -> CouponActionError:
+    """The refusal of an ID that another group's customer holds, the same in the customer
+    form and the API's PUT. IDs are unique across groups, so that ID can be neither
+    created nor updated by this principal; the words confirm no customer, and tell
+    nothing of them (``coupons.access``)."""
+    return CouponActionError(f"The customer ID {external_id} cannot be used; choose another.",
+                             code="customer_id_unavailable")
+
+
 def customer_create(*, principal, external_id: str, email: str = "", currency: str = "") -> Customer:
-    """A new customer; a customer ID already taken is refused (``customer_exists``), so
-    nothing of the existing customer changes. A limited principal's groups see it before
-    it holds a coupon (``coupons.access.customer_created_by``)."""
+    """A new customer; a customer ID already taken is refused, so nothing of the existing
+    customer changes: "exists already" (``customer_exists``) when the principal may see
+    that customer, else ``customer_id_unavailable``. A limited principal's groups see the
+    new customer before it holds a coupon (``coupons.access.customer_created_by``)."""
     fields = customer_clean(external_id=external_id, email=email, currency=currency)
     customer = Customer(**fields)
     with transaction.atomic():
@@ -122,6 +132,9 @@ def customer_create(*, principal, external_id: str, email: str = "", currency: s
             with transaction.atomic():
                 customer.save()
         except IntegrityError:
+            taken = Customer.objects.filter(external_id=fields["external_id"]).first()
+            if taken is not None and not customer_visible(principal, taken):
+                raise customer_id_unavailable(fields["external_id"]) from None
             raise CouponActionError(
                 f"A customer with the ID {fields['external_id']} exists already.", code="customer_exists"
             ) from None
@@ -150,8 +163,10 @@ def customer_update(*, principal, customer: Customer, email: str | None = None,
 
 def customer_put(*, principal, external_id: str, email: str | None = None,
                  currency: str | None = None) -> tuple[Customer, bool]:
-    """Create the customer, or update one the principal may see (the API's PUT); another
-    group's customer is "not found", with nothing of it told. Returns (customer, created)."""
+    """Create the customer, or update one the principal may see (the API's PUT). An ID
+    another group's customer holds is refused as the customer form refuses it
+    (``customer_id_unavailable``), with nothing of that customer told or changed.
+    Returns (customer, created)."""
     external_id = customer_clean(external_id=external_id)["external_id"]
     existing = Customer.objects.filter(external_id=external_id).first()
     if existing is None:
@@ -163,4 +178,6 @@ def customer_put(*, principal, external_id: str, email: str | None = None,
                 raise
             # Created by a parallel request meanwhile: update it like one found.
             existing = Customer.objects.get(external_id=external_id)
+    elif not customer_visible(principal, existing):
+        raise customer_id_unavailable(external_id)
     return customer_update(principal=principal, customer=existing, email=email, currency=currency), False

@@ -11,6 +11,9 @@ class Store(models.Model):
     name = models.CharField(max_length=200)
     external_id = models.CharField("external ID", max_length=64, unique=True, null=True, blank=True)
 
+    # Said of a store without one, in its label and in the terms block (pools/_catalog.html).
+    NO_EXTERNAL_ID = "no external ID"
+
     class Meta:
         ordering = ["name"]
 
@@ -20,7 +23,7 @@ class Store(models.Model):
     @property
     def label(self) -> str:
         """The name and the external ID the API names the store by (a basket's ``store``)."""
-        return f"{self.name} ({self.external_id})" if self.external_id else f"{self.name} (no external ID)"
+        return f"{self.name} ({self.external_id or self.NO_EXTERNAL_ID})"
 
 
 class Product(models.Model):

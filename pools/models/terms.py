@@ -138,13 +138,21 @@ class CouponTerms(models.Model):
     def expiration_period_display(self) -> str:
         return period_text(self.expiration_period_count, self.expiration_period_unit)
 
+    def value_display(self, balance=None) -> str:
+        """The value these terms give (``value_text``), a gift card's with its ``balance``."""
+        return value_text(self.coupon_type, self.value, self.currency, balance=balance)
 
-def value_text(coupon_type: str, value, currency: str = "") -> str:
-    """A pool's or terms' value as read: "15.00%", "10.00", "50.00 EUR"; "" for none."""
+
+def value_text(coupon_type: str, value, currency: str = "", *, balance=None) -> str:
+    """The one way a value reads, for a pool (its list), a terms version (the overview, a
+    coupon's terms) and a coupon (the coupon columns, its page): "15.00%", "10.00",
+    "50.00 EUR", a gift card with its balance "30.00 / 50.00 EUR"; "" for no value."""
     if value is None:
         return ""
     if coupon_type == CouponType.PERCENTAGE:
         return f"{value}%"
+    if balance is not None and coupon_type == CouponType.GIFT_CARD:
+        return f"{balance} / {value} {currency}".strip()
     return f"{value} {currency}".strip()
 
 

@@ -1,8 +1,6 @@
 from django import template
 from django.contrib.humanize.templatetags.humanize import intcomma
 
-from pools.models import value_text
-
 register = template.Library()
 
 _EXACT_DIGITS = 16
@@ -20,8 +18,3 @@ def bignum(value: int) -> str:
     mantissa = value / 10 ** (digits - 1)
     return f"about {mantissa:.1f} \u00d7 10^{digits - 1}"
 
-
-@register.filter
-def terms_value(terms) -> str:
-    """A pool's or a terms version's value: "15.00%", "50.00 EUR"; "" when it has none."""
-    return value_text(terms.coupon_type, terms.value, terms.currency)

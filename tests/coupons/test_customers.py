@@ -50,6 +50,17 @@ class TestCustomerService:
         assert str(error.value) == "A customer with the ID TAKEN exists already."
         assert Customer.objects.values_list("email", "currency").get(external_id="TAKEN") == ("first@example.com", "EUR")
 
+    def test_an_id_another_group_s_customer_holds_is_refused_without_a_word_of_them(self):
+        a, b = GroupFactory(name="Brand A"), GroupFactory(name="Brand B")
+        theirs = CouponFactory(pool=PoolFactory(user_group=b), status=S.CLAIMED).customer
+        for attempt in (services.customer_create, services.customer_put):  # the form's and the API's
+            with pytest.raises(CouponActionError) as error:
+                attempt(principal=UserFactory(groups=[a]), external_id=theirs.external_id, email="x@example.com")
+            assert error.value.code == "customer_id_unavailable", attempt
+            assert str(error.value) == f"The customer ID {theirs.external_id} cannot be used; choose another."
+        theirs.refresh_from_db()
+        assert theirs.email != "x@example.com" and list(theirs.created_for.all()) == []
+
     @pytest.mark.parametrize("fields, field, message", [
         ({"external_id": "  "}, "external_id", "A customer ID has 1 to 128 characters."),
         ({"external_id": "x" * 129}, "external_id", "A customer ID has 1 to 128 characters."),
@@ -285,8 +296,8 @@ class TestHistoryOnThePage:
         html = response.content.decode()
         # Then each event reads as words
         assert re.findall(r'data-testid="event-details">([^<]*)<', html) == [
-            "Claimed again: this pool gives a customer the coupon they hold.", "", "To customer BOB-2.", "",
-            "30.00 EUR used, 70.00 EUR left.", "",
+            "Claimed again: this pool gives a customer the coupon they hold.", "—", "To customer BOB-2.", "—",
+            "30.00 EUR used, 70.00 EUR left.", "—",
         ]
         assert "again: True" not in html and "Redeemed" in html and "Transferred away" in html
         assert "Received by transfer" in manager_client.get(reverse("coupons:customer", args=[bob.pk])).content.decode()

@@ -154,6 +154,13 @@ class TestLandingAfterSave:
         html = response.content.decode()
         assert "Coupon pool “Welcome” saved." in html and "Value 6.00" in section(html, "terms")
 
+    def test_cancel_leads_back_to_the_list_or_to_the_pool_edited(self, manager_client):
+        pool = PoolFactory()
+        cancel = r'href="([^"]+)">Cancel</a>'
+        assert re.search(cancel, manager_client.get(reverse("pools:create")).content.decode()).group(1) == reverse("pools:list")
+        edit = manager_client.get(reverse("pools:edit", args=[pool.pk])).content.decode()
+        assert re.search(cancel, edit).group(1) == reverse("pools:overview", args=[pool.pk])
+
     def test_the_form_moved_under_settings(self, manager_client):
         pool = PoolFactory()
         assert reverse("pools:edit", args=[pool.pk]) == f"/pools/{pool.pk}/settings/"
@@ -225,8 +232,9 @@ class TestCouponDetail:
         assert "Pool Gifts" in facts and "Customer BOB" in facts and "Balance / value 70.00 / 100.00 EUR" in facts
         assert f'href="/customers/{bob.pk}/"' in html and f'href="/pools/{pool.pk}/"' in html
         restrictions = section(html, "restrictions")
-        for expected in ["Type Gift card of 100.00 EUR", "Purchase minimum baskets of at least 20.00", "Berlin BER-01",
-                         "Shoes SKU-SHOE", "Currency EUR", "each redemption uses at least 5.00", "Pass template gift-pass"]:
+        for expected in ["Type Gift card", "Value 100.00 EUR", "Purchase minimum baskets of at least 20.00", "Berlin BER-01",
+                         "Shoes SKU-SHOE", "Currency EUR", "each redemption uses at least 5.00", "Expiry 1 year after the claim",
+                         "Pass template gift-pass"]:
             assert expected in restrictions, expected
         events = section(html, "events")
         assert [e.action for e in response.context["events_page"].rows] == [
@@ -237,6 +245,24 @@ class TestCouponDetail:
         # A manager gets what the status allows (actions.allowed_actions), coming back here
         assert re.findall(r'data-row-action="(\w+)"', html) == ["redeem", "unredeem", "invalidate"]  # a part-spent card can be voided
         assert f"/coupons/{coupon.pk}/redeem/?next=%2Fcoupons%2F{coupon.pk}%2F" in html
+
+    def test_the_terms_read_as_on_the_overview_and_the_value_as_on_the_coupons_tab(self, manager_client):
+        """One terms block (pools/_terms.html) and one value formatter (pools.models.value_text)."""
+        card = CouponFactory(pool=GiftCardPoolFactory(value="50.00", currency="EUR", purchase_minimum="20.00"),
+                             status=S.CLAIMED)
+        shipping = CouponFactory(pool=PoolFactory(coupon_type="free_shipping", value=None))
+        said = {}
+        for coupon, value in [(card, "50.00 / 50.00 EUR"), (shipping, "Free shipping")]:
+            page = manager_client.get(reverse("coupons:coupon_detail", args=[coupon.pk])).content.decode()
+            overview = manager_client.get(reverse("pools:overview", args=[coupon.pool_id])).content.decode()
+            tab = manager_client.get(reverse("coupons:pool_coupons", args=[coupon.pool_id])).content.decode()
+            assert re.search(rf"<td[^>]*>\s*{re.escape(value)}\s*</td>", tab), value
+            assert value in section(page, "coupon")
+            shared = section(page, "restrictions").split(" Terms version")[0]
+            assert shared.startswith("Type ") and shared in section(overview, "terms"), shared
+            said[coupon.code] = shared
+        assert "Value 50.00 EUR Currency EUR: only customers with this currency" in said[card.code]
+        assert "Type Free shipping Value none Currency any Purchase minimum none" in said[shipping.code]
 
     def test_an_action_from_the_detail_page_returns_to_it(self, manager_client):
         coupon = CouponFactory(status=S.CLAIMED)
