@@ -276,7 +276,7 @@ class CouponActionView(PermissionRequiredMixin, View):
 
     def refused(self, form, error=None):
         """The dialog again, with what was typed and why it was refused (422: htmx swaps
-        it into the open dialog, ``coupon_list.js``). Without JavaScript the form was a
+        it into the open dialog, ``action_dialog.js``). Without JavaScript the form was a
         page's post: back to the list with the reason."""
         if self.request.htmx:
             # The coupon as it is now: the refused service changed nothing.
@@ -363,7 +363,7 @@ class CouponDetailView(TemplateView):
             status_badge=status_badge(coupon.status), value=coupon_value(coupon),
             catalog=terms_catalog(terms),
             redemptions=coupon.redemptions.order_by("-id")[:PAGE_SIZE] if terms.is_gift_card else [],
-            actions=allowed_actions(coupon) if user.has_perm("coupons.change_coupon") else [],
+            actions=allowed_actions(coupon) if may_change_coupons(user) else [],
         )
         return context
 

@@ -1,13 +1,6 @@
 // Coupons tab: row selection, "select all N matching", bulk confirmation dialog.
 
-// A row action refused by the server answers 422 with the dialog again (the typed
-// values and the reason inside it): swap it in like a success instead of dropping it.
-document.body.addEventListener("htmx:beforeSwap", (event) => {
-  if (event.detail.xhr.status === 422) {
-    event.detail.shouldSwap = true;
-    event.detail.isError = false;
-  }
-});
+// The row actions' dialog itself (loading, a refusal kept in it, focus) is action_dialog.js.
 
 (function () {
   const form = document.getElementById("bulk-form");
@@ -93,14 +86,5 @@ document.body.addEventListener("htmx:beforeSwap", (event) => {
       bootstrap.Modal.getOrCreateInstance(dialog).show();
     })
   );
-  // Row menus load their dialog with htmx; put the focus in it once it arrives.
-  document.body.addEventListener("htmx:afterSwap", (event) => {
-    if (event.detail.target === content) {
-      // After a refusal, the field it concerns (its text kept); else the first one.
-      const first = content.querySelector(".is-invalid") ||
-        content.querySelector("input:not([type=hidden]), button[type=submit]");
-      if (first) first.focus();
-    }
-  });
   refresh();
 })();

@@ -42,6 +42,15 @@
     region.classList.remove("d-none");
   }
 
+  // 422 is not an error but a form refused with its reasons (what was typed kept, the
+  // reason next to it: a coupon action's dialog, views.CouponActionView.refused): htmx
+  // swaps it in like any answer, on every page.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.detail.xhr.status === 422) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
   document.addEventListener("htmx:responseError", show);
   document.addEventListener("htmx:sendError", show);
 })();
