@@ -169,25 +169,27 @@ class Stock:
         return f"about {self.count:,}" if self.estimated else f"{self.count:,}"
 
 
-_STOCK_SQL = (
-    "SELECT p.id, s.n FROM unnest(%s::bigint[]) AS p(id) CROSS JOIN LATERAL ("
-    f" SELECT count(*) AS n FROM (SELECT 1 FROM {row_sql.COUPON_TABLE} c"
-    "  WHERE c.pool_id = p.id AND c.status = %s LIMIT %s) AS bounded) AS s"
-)
+# One branch per pool, its id a constant (not a LATERAL join on a parameter): each
+# branch is planned with that pool's statistics, so a small pool's count is an
+# index-only scan of (pool, status, id) even in a table that one pool of 100 million
+# dominates, and no branch reads more than LIMIT entries.
+_STOCK_BRANCH = (f"SELECT %s, (SELECT count(*) FROM (SELECT 1 FROM {row_sql.COUPON_TABLE}"
+                 " WHERE pool_id = %s AND status = %s LIMIT %s) AS bounded)")
 
 
 def pools_stock(pools, *, limit: int | None = None) -> dict[int, Stock | None]:
     """Each pool's ``Stock`` (None for a pool that holds none, ``pool_holds_stock``), by
-    pool id: one query counting every pool on its (pool, status, id) index range, at most
-    ``limit + 1`` entries each, then one EXPLAIN for the planner's estimates of the pools
-    past ``limit`` (``estimate_counts``)."""
+    pool id: one query counting each pool's unassigned coupons, at most ``limit + 1``
+    each, then one EXPLAIN for the planner's estimates of the pools past ``limit``
+    (``estimate_counts``)."""
     limit = LIST_STOCK_EXACT_LIMIT if limit is None else limit
     stock: dict[int, Stock | None] = {pool.pk: None for pool in pools}
     ids = [pool.pk for pool in pools if pool_holds_stock(pool)]
     if not ids:
         return stock
     with connection.cursor() as cursor:
-        cursor.execute(_STOCK_SQL, [ids, int(CouponStatus.UNASSIGNED), limit + 1])
+        cursor.execute(" UNION ALL ".join([_STOCK_BRANCH] * len(ids)),
+                       [value for pool_id in ids for value in (pool_id, pool_id, int(CouponStatus.UNASSIGNED), limit + 1)])
         counted = dict(cursor.fetchall())
     over = [pool_id for pool_id in ids if counted[pool_id] > limit]
     unassigned = Coupon.objects.filter(status=CouponStatus.UNASSIGNED)
