@@ -5,10 +5,10 @@ DATABASE_URL), requests the real pages through Django's test client as a logged-
 manager and prints one JSON line: server time in ms of each page (median of 5 warm
 requests; ``pool_list_ms`` is the pool list, a page of 50 pools, one of them holding the
 N coupons, and ``pool_list_queries`` its queries; ``bulk_preview_ms`` and
-``bulk_preview_search_ms`` the bulk dialog's counts of the whole pool and of a customer's
-coupons), the seconds to invalidate 1,000,000
-unassigned coupons with their events, and what the pages sent to the database: ``count_star_over_pool`` and ``offset``
-(both must be 0).
+``bulk_preview_search_ms`` the bulk dialog's counts of the whole pool and of a
+customer's coupons), the seconds to invalidate 1,000,000 unassigned coupons with their
+events, and what the pages sent to the database: ``count_star_over_pool`` and
+``offset`` (both must be 0).
 
     .venv/bin/python bench/coupon_list.py [--count 10000000]
 """
