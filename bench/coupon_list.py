@@ -3,9 +3,12 @@
 Seeds (or reuses) a pool of N coupons in the database ``coupons_bench`` (override with
 DATABASE_URL), requests the real pages through Django's test client as a logged-in
 manager and prints one JSON line: server time in ms of each page (median of 5 warm
-requests), the seconds to invalidate 1,000,000 unassigned coupons with their events,
-and what the pages sent to the database: ``count_star_over_pool`` and ``offset``
-(both must be 0).
+requests; ``pool_list_ms`` is the pool list, a page of 50 pools, one of them holding the
+N coupons, and ``pool_list_queries`` its queries; ``bulk_preview_ms`` and
+``bulk_preview_search_ms`` the bulk dialog's counts of the whole pool and of a
+customer's coupons), the seconds to invalidate 1,000,000 unassigned coupons with their
+events, and what the pages sent to the database: ``count_star_over_pool`` and
+``offset`` (both must be 0).
 
     .venv/bin/python bench/coupon_list.py [--count 10000000]
 """
@@ -29,6 +32,7 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 BENCH_POOL = "BENCH-LIST"
 INVALIDATE = 1_000_000
+LIST_PAGE = 50  # pools a page of the pool list shows
 
 
 def ensure_database():
@@ -57,6 +61,7 @@ def main() -> None:
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
 
     from coupons.bulk import BULK_ACTIONS, bulk_apply
     from coupons.models import Coupon, CouponStatus
@@ -87,7 +92,7 @@ def main() -> None:
     sample = Coupon.objects.filter(pool=pool, customer__isnull=False).order_by("-id").select_related("customer").first()
     figures, sql = {}, []
 
-    def timed(name, url, params=None):
+    def timed(name, url, params=None, *, checked=True):
         runs = []
         for _ in range(6):
             with CaptureQueriesContext(connection) as queries:
@@ -95,7 +100,8 @@ def main() -> None:
                 response = client.get(url, params or {})
                 runs.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, (url, response.status_code)
-        sql.extend(q["sql"] for q in queries.captured_queries)
+        if checked:
+            sql.extend(q["sql"] for q in queries.captured_queries)
         figures[name] = round(statistics.median(runs[1:]), 1)
         return response
 
@@ -109,6 +115,20 @@ def main() -> None:
     timed("prefix_search_ms", base, {"q": sample.code[:6]})
     timed("status_filter_ms", base, {"status": "claimed"})
     timed("customer_page_ms", f"/customers/{sample.customer_id}/")
+    for n in range(1, LIST_PAGE):  # the rest of a page of the pool list, after "Bench pool"
+        if not CouponPool.objects.filter(external_id=f"{BENCH_POOL}-{n:02}").exists():
+            pool_create(actor=None, name=f"Bench pool {n:02}", external_id=f"{BENCH_POOL}-{n:02}", source="uploaded",
+                        coupon_type="amount", value=5)
+    # Its stock column counts each pool bounded at 10,001 (that COUNT is not over the pool: not checked)
+    with CaptureQueriesContext(connection) as queries:
+        listed = timed("pool_list_ms", "/pools/", checked=False).content.decode()
+    assert listed.count('data-testid="stock"') == LIST_PAGE and "about " in listed, "the bench pool's stock is estimated"
+    figures["pool_list_queries"] = len(queries.captured_queries) // 6
+    # The bulk dialog's counts (bounded at 100,001 rows of the selection, then estimated)
+    preview_url = reverse("coupons:pool_coupons_bulk_preview", args=[pool.pk])
+    timed("bulk_preview_ms", preview_url, {"action": "invalidate", "select_all": "1"}, checked=False)
+    timed("bulk_preview_search_ms", preview_url, {"action": "invalidate", "select_all": "1", "q": sample.customer.external_id},
+          checked=False)
 
     bound = unassigned.order_by("-id").values_list("id", flat=True)[invalidate - 1]
     target = Coupon.objects.filter(pool=pool, status=CouponStatus.UNASSIGNED, id__gte=bound)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.db.models import F, QuerySet, Value
 from django.db.models.functions import Greatest
@@ -23,7 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from couponsite.counting import count_with_accuracy
+from couponsite.counting import EXACT_COUNT_LIMIT
 from couponsite.wording import counted
 from pools.models import CouponTerms, CouponType
 
@@ -34,6 +35,7 @@ from .jobs.base import LIVE
 from .jobs.engine import Run, job_count_exactly, job_create
 from .jobs.registry import JobKind, register
 from .models import Coupon, CouponJob, CouponStatus, CustomerEvent
+from .selectors import estimate_counts
 from .services import Actor, CouponActionError
 
 S = CouponStatus
@@ -65,7 +67,14 @@ class BulkPreview:
     applied: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     estimated: bool = False  # some counts are the planner's estimates
-    background: bool = False  # more than ASYNC_THRESHOLD: it runs as a job
+
+    @property
+    def total(self) -> int:
+        return self.applied + sum(self.skipped.values())
+
+    @property
+    def background(self) -> bool:
+        return runs_in_background(self.total)
 
     def _count(self, count: int) -> str:
         return f"about {count:,}" if self.estimated else f"{count:,}"
@@ -91,32 +100,71 @@ class BulkPreview:
         return [line[0].upper() + line[1:] for line in lines]
 
 
+def runs_in_background(total: int) -> bool:
+    """Whether a bulk action on ``total`` coupons runs as a job: the dialog's preview and
+    the submit decide with this, on the same count (``bulk_preview``)."""
+    return total > ASYNC_THRESHOLD
+
+
+PREVIEW_LIMIT = EXACT_COUNT_LIMIT  # rows of a selection read at most, to count it exactly
+_PREVIEW_SQL = ("SELECT sel.status, sel.terms_id, count(*) FROM ({selection} LIMIT %s) AS sel "
+                "GROUP BY sel.status, sel.terms_id")
+
+
 def bulk_preview(*, action: BulkAction, queryset: QuerySet, pool_id: int) -> BulkPreview:
     """How many coupons of ``queryset`` the action's rule allows, and how many it skips
-    and why, from per-status counts on the (pool, status, id) index: exact up to
-    ``counting.EXACT_COUNT_LIMIT`` each, the planner's estimate beyond (no scan of a
-    pool of 100 million). Gift cards follow their own rule, as in ``execute_chunk``."""
+    and why (gift cards by their own rule, ``BulkAction.applies``, as in ``execute_chunk``).
+
+    One ``GROUP BY status`` over at most ``PREVIEW_LIMIT + 1`` rows of the selection, so
+    a search or a filter the indexes do not serve never reads more than that; only a
+    selection past the limit gets the planner's estimates (one EXPLAIN, no row read).
+    """
     gift_terms = gift_card_terms_ids(pool_id)
+    counts = _bounded_counts(queryset, gift_terms)
+    estimated = sum(counts.values()) > PREVIEW_LIMIT
+    if estimated:
+        counts = _estimated_counts(queryset, gift_terms, pool_id, counts)
+    preview = BulkPreview(estimated=estimated)
+    for (status, is_gift), count in counts.items():
+        if action.applies(status, is_gift):
+            preview.applied += count
+        else:
+            preview.skipped[_skip_reason(status)] += count
+    return preview
+
+
+def _bounded_counts(queryset: QuerySet, gift_terms: set[int]) -> Counter:
+    """``(status, is_gift) -> count`` over the first ``PREVIEW_LIMIT + 1`` rows met."""
+    try:
+        sql, params = queryset.order_by().values_list("status", "terms_id").query.sql_with_params()
+    except EmptyResultSet:
+        return Counter()
+    counts = Counter()
+    with connection.cursor() as cursor:
+        cursor.execute(_PREVIEW_SQL.format(selection=sql), [*params, PREVIEW_LIMIT + 1])
+        for status, terms_id, count in cursor.fetchall():
+            counts[status, terms_id in gift_terms] += count
+    return counts
+
+
+def _estimated_counts(queryset: QuerySet, gift_terms: set[int], pool_id: int, bounded: Counter) -> Counter:
+    """The planner's estimate of each (status, gift card or not), never below what the
+    bounded read met; a pair the read did not meet counts only when the planner expects
+    more than 0.1% of the selection (its estimate of a missing value is a guess, not 0)."""
     if not gift_terms:
         parts = [(queryset, False)]
     elif not CouponTerms.objects.filter(pool_id=pool_id).exclude(pk__in=gift_terms).exists():
         parts = [(queryset, True)]
     else:
         parts = [(queryset.exclude(terms_id__in=gift_terms), False), (queryset.filter(terms_id__in=gift_terms), True)]
-    preview = BulkPreview()
-    for coupons, gift in parts:
-        allowed = action.allowed_statuses(gift)
-        for status in CouponStatus:
-            count, estimated = count_with_accuracy(coupons.filter(status=status))
-            if not count:
-                continue
-            preview.estimated |= estimated
-            if status in allowed:
-                preview.applied += count
-            else:
-                preview.skipped[_skip_reason(status)] += count
-    preview.background = preview.applied + sum(preview.skipped.values()) > ASYNC_THRESHOLD
-    return preview
+    keys = [(int(status), gift) for _, gift in parts for status in CouponStatus]
+    estimates = estimate_counts([coupons.filter(status=status) for coupons, _ in parts for status in CouponStatus])
+    floor = sum(e or 0 for e in estimates) // 1000
+    counts = Counter()
+    for key, estimate in zip(keys, estimates, strict=True):
+        if bounded[key] or (estimate or 0) > floor:
+            counts[key] = max(estimate or 0, bounded[key])
+    return counts
 
 
 def _skip_reason(status: int) -> str:
@@ -139,6 +187,11 @@ class BulkAction:
     def allowed_statuses(self, gift_card: bool) -> frozenset[int]:
         return self.action.rule_for(gift_card).allowed
 
+    def applies(self, status: int, gift_card: bool) -> bool:
+        """Whether the action changes a coupon of ``status`` (a gift card's own rule):
+        the preview counts and ``execute_chunk`` splits by this."""
+        return status in self.allowed_statuses(gift_card)
+
     def execute_chunk(self, ids: list[int], *, actor: Actor, gift_terms: set[int]) -> tuple[int, Counter]:
         now = timezone.now()
         rows = list(
@@ -147,7 +200,7 @@ class BulkAction:
         allowed, gift, skipped = [], [], Counter()
         for coupon_id, status, terms_id in rows:
             is_gift = terms_id in gift_terms
-            if status in self.allowed_statuses(is_gift):
+            if self.applies(status, is_gift):
                 (gift if is_gift and self.action.gift_card_rule else allowed).append(coupon_id)
             else:
                 skipped[_skip_reason(status)] += 1

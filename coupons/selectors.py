@@ -8,15 +8,18 @@
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from couponsite.counting import count_with_accuracy
+from couponsite.counting import count_with_accuracy, estimate_count
 from pools.models import CouponPool, PoolSource
 
+from . import rows as row_sql
 from .access import visible_coupons, visible_customers, visible_events
 from .models import Coupon, CouponStatus, Customer, CustomerEvent, EventAction
 
@@ -118,6 +121,7 @@ class StatusSummary:
     """A pool's coupons per status (``pool_status_counts``), in status order, with the total."""
 
     rows: list[tuple[CouponStatus, int, bool]]  # (status, count, is_estimate)
+    stock: Stock | None = None  # for a pool that holds stock (``pool_holds_stock``)
 
     @property
     def total(self) -> int:
@@ -133,19 +137,90 @@ class StatusSummary:
 
 def pool_status_summary(*, pool: CouponPool) -> StatusSummary:
     """The Statistics tab's and the overview's counts (one query per status, index-only)."""
-    return StatusSummary([(CouponStatus(s), n, estimated) for s, (n, estimated) in pool_status_counts(pool=pool).items()])
+    rows = [(CouponStatus(s), n, estimated) for s, (n, estimated) in pool_status_counts(pool=pool).items()]
+    unassigned = next((n, estimated) for s, n, estimated in rows if s == CouponStatus.UNASSIGNED)
+    return StatusSummary(rows, Stock(*unassigned) if pool_holds_stock(pool) else None)
 
 
+# --- stock -----------------------------------------------------------------------
+#
+# One rule for what a pool's stock is and how it reads, for the pool list (50 pools a
+# page, each counted exactly up to LIST_STOCK_EXACT_LIMIT) and the overview (one pool,
+# exact up to counting.EXACT_COUNT_LIMIT).
+
+STOCK_SOURCES = frozenset({PoolSource.UPLOADED, PoolSource.BULK})
 LIST_STOCK_EXACT_LIMIT = 10_000  # 50 pools a page: each stock counted exactly up to this, estimated beyond
 
 
-def pool_stock(*, pool: CouponPool, limit: int = LIST_STOCK_EXACT_LIMIT) -> tuple[int, bool] | None:
-    """The unassigned coupons left for claims as ``(count, is_estimate)``; None for a pool
-    that holds no stock: a generated pool makes each code at the claim, a remote pool
-    asks its callback."""
-    if pool.source not in (PoolSource.UPLOADED, PoolSource.BULK):
-        return None
-    return count_with_accuracy(Coupon.objects.filter(pool=pool, status=CouponStatus.UNASSIGNED), limit)
+def pool_holds_stock(pool: CouponPool) -> bool:
+    """Whether claims take the pool's unassigned coupons (uploaded or bulk-generated);
+    a generated pool makes each code at the claim, a remote pool asks its callback."""
+    return pool.source in STOCK_SOURCES
+
+
+@dataclass(frozen=True)
+class Stock:
+    """The unassigned coupons left for claims; ``str()`` is how every page writes it."""
+
+    count: int
+    estimated: bool = False
+
+    def __str__(self) -> str:
+        return f"about {self.count:,}" if self.estimated else f"{self.count:,}"
+
+
+# One branch per pool, its id a constant (not a LATERAL join on a parameter): each
+# branch is planned with that pool's statistics, so a small pool's count is an
+# index-only scan of (pool, status, id) even in a table that one pool of 100 million
+# dominates, and no branch reads more than LIMIT entries.
+_STOCK_BRANCH = (f"SELECT %s, (SELECT count(*) FROM (SELECT 1 FROM {row_sql.COUPON_TABLE}"
+                 " WHERE pool_id = %s AND status = %s LIMIT %s) AS bounded)")
+
+
+def pools_stock(pools, *, limit: int | None = None) -> dict[int, Stock | None]:
+    """Each pool's ``Stock`` (None for a pool that holds none, ``pool_holds_stock``), by
+    pool id: one query counting each pool's unassigned coupons, at most ``limit + 1``
+    each, then one EXPLAIN for the planner's estimates of the pools past ``limit``
+    (``estimate_counts``)."""
+    limit = LIST_STOCK_EXACT_LIMIT if limit is None else limit
+    stock: dict[int, Stock | None] = {pool.pk: None for pool in pools}
+    ids = [pool.pk for pool in pools if pool_holds_stock(pool)]
+    if not ids:
+        return stock
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join([_STOCK_BRANCH] * len(ids)),
+                       [value for pool_id in ids for value in (pool_id, pool_id, int(CouponStatus.UNASSIGNED), limit + 1)])
+        counted = dict(cursor.fetchall())
+    over = [pool_id for pool_id in ids if counted[pool_id] > limit]
+    unassigned = Coupon.objects.filter(status=CouponStatus.UNASSIGNED)
+    estimates = estimate_counts([unassigned.filter(pool_id=pool_id) for pool_id in over])
+    for pool_id in ids:
+        stock[pool_id] = Stock(counted[pool_id])
+    for pool_id, estimate in zip(over, estimates, strict=True):
+        stock[pool_id] = Stock(max(estimate or 0, counted[pool_id]), True)
+    return stock
+
+
+def estimate_counts(querysets: list[QuerySet]) -> list[int | None]:
+    """The planner's row estimate of each queryset, from ONE ``EXPLAIN`` of their
+    ``UNION ALL`` (its Append node has a child per queryset, in order); no row is read."""
+    if not querysets:
+        return []
+    if len(querysets) == 1:
+        return [estimate_count(querysets[0])]
+    parts, params = [], []
+    for queryset in querysets:
+        sql, part_params = queryset.order_by().values("pk").query.sql_with_params()
+        parts.append(f"({sql})")
+        params.extend(part_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {' UNION ALL '.join(parts)}", params)
+        plan = cursor.fetchone()[0]
+    plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    children = plan.get("Plans", []) if plan.get("Node Type") == "Append" else []
+    if len(children) != len(querysets):  # an unexpected plan shape: one EXPLAIN each
+        return [estimate_count(queryset) for queryset in querysets]
+    return [int(child["Plan Rows"]) for child in children]
 
 
 def pool_daily_activity(*, pool: CouponPool, days: int = 30) -> dict:

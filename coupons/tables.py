@@ -1,7 +1,6 @@
 from urllib.parse import quote
 
 import django_tables2 as tables
-from django.contrib.humanize.templatetags.humanize import intcomma
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -165,8 +164,9 @@ class CustomerTable(BaseTable):
 
 
 class PoolStockTable(PoolTable):
-    """The pool list with each pool's stock: counted for the shown page only, exactly up
-    to ``selectors.LIST_STOCK_EXACT_LIMIT`` and estimated beyond ("about")."""
+    """The pool list with each pool's stock (``selectors.pools_stock``): counted for the
+    shown page only, in one query, exactly up to ``selectors.LIST_STOCK_EXACT_LIMIT`` and
+    estimated beyond ("about")."""
 
     stock = tables.Column(verbose_name="Stock", empty_values=(), orderable=False, accessor="pk",
                           attrs={"td": {"class": "text-end text-nowrap"}, "th": {"class": "text-end"}})
@@ -174,12 +174,17 @@ class PoolStockTable(PoolTable):
     class Meta(PoolTable.Meta):
         sequence = ("name", "external_id", "source", "coupon_type", "value", "stock", "user_group")
 
+    _page_stock: dict | None = None
+
+    def stock_of(self, record: CouponPool) -> selectors.Stock | None:
+        if self._page_stock is None:  # the whole page's at the first row
+            self._page_stock = selectors.pools_stock([row.record for row in self.paginated_rows])
+        return self._page_stock.get(record.pk)
+
     def render_stock(self, record: CouponPool):
-        stock = selectors.pool_stock(pool=record)
+        stock = self.stock_of(record)
         if stock is None:
             made = "made at each claim" if record.source == PoolSource.GENERATED else "from the remote system"
             return format_html('<span class="text-body-secondary small">{}</span>', made)
-        count, estimated = stock
-        return format_html('<span data-testid="stock"{}>{}{}</span> <span class="text-body-secondary small">unassigned</span>',
-                           "" if count else mark_safe(' class="text-danger fw-semibold"'), "about " if estimated else "",
-                           intcomma(count))
+        return format_html('<span data-testid="stock"{}>{}</span> <span class="text-body-secondary small">unassigned</span>',
+                           "" if stock.count else mark_safe(' class="text-danger fw-semibold"'), stock)

@@ -21,7 +21,7 @@ from pools.selectors import pool_get_visible, pool_list_visible, terms_catalog
 from . import selectors, services
 from .access import CHANGE_COUPONS, may_change_coupons
 from .actions import ACTIONS, allowed_actions
-from .bulk import ASYNC_THRESHOLD, BULK_ACTIONS, bulk_apply, bulk_preview, bulk_submit
+from .bulk import BULK_ACTIONS, bulk_apply, bulk_preview, bulk_submit
 from .exports import EXPORT_KEPT, STREAM_LIMIT, coupons_to_export, csv_lines, export_submit
 from .filters import CouponFilter
 from .forms import AssignForm, CustomerForm, GenerationForm, GiftCardRedeemForm, TransferForm
@@ -154,8 +154,9 @@ class PoolCouponsBulkView(BulkSelectionMixin, View):
         if problem is not None:
             messages.add_message(request, *problem)
             return redirect(self._back(filters))
-        total = counting.count_or_estimate(coupons)
-        if total > ASYNC_THRESHOLD:
+        planned = bulk_preview(action=action, queryset=coupons, pool_id=self.pool.pk)  # the dialog's count and decision
+        if planned.background:
+            total = planned.total
             job = bulk_submit(pool=self.pool, action=action, filters=filters, ids=ids, user=request.user, total=total,
                               submission=request.POST.get("submission", ""))
             say_queued(request, job, f"About {counted(total, 'coupon is', 'coupons are')} being {action.past} in the background; "

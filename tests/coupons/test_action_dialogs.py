@@ -6,10 +6,13 @@ from collections import Counter
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from coupons import bulk
 from coupons.bulk import BULK_ACTIONS, BulkPreview
-from coupons.models import Coupon, CouponStatus, CustomerEvent
+from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent
 from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -150,19 +153,73 @@ class TestBulkPreview:
         client.force_login(UserFactory(username="viewer", manager=False))
         assert preview(client, pool, action="invalidate", select_all="1").status_code == 403
 
-    def test_the_counts_stay_bounded_queries(self, manager_client, django_assert_max_num_queries):
+    def test_one_bounded_group_by_counts_the_selection(self, manager_client, django_assert_max_num_queries):
+        # Given a search by customer ID
         pool = PoolFactory()
-        for _ in range(3):
-            CouponFactory(pool=pool, status=S.CLAIMED)
-        # Session, user, pool, gift terms, then an estimate and a bounded count per status.
-        with django_assert_max_num_queries(20):
-            preview(manager_client, pool, action="invalidate", select_all="1")
+        holder = CustomerFactory(external_id="HOLDER-1")
+        for status in (S.CLAIMED, S.CLAIMED, S.REDEEMED, S.UNASSIGNED):
+            CouponFactory(pool=pool, status=status, customer=holder if status != S.UNASSIGNED else None)
+        # When the dialog opens: session, user, pool, gift terms, the customer search, then the count
+        with CaptureQueriesContext(connection) as queries, django_assert_max_num_queries(8):
+            response = preview(manager_client, pool, action="invalidate", select_all="1", q="HOLDER-1")
+        # Then one GROUP BY over at most PREVIEW_LIMIT + 1 rows read the coupons, no EXPLAIN
+        on_coupons = [q["sql"] for q in queries.captured_queries if "coupons_coupon" in q["sql"]]
+        assert len(on_coupons) == 1 and "GROUP BY" in on_coupons[0] and f"LIMIT {bulk.PREVIEW_LIMIT + 1}" in on_coupons[0]
+        assert response.context["sentences"] == ["2 coupons will be invalidated.", "1 is skipped: already redeemed."]
+
+    def test_past_the_limit_the_counts_are_estimates_with_the_gift_card_rule(self, manager_client, monkeypatch):
+        # Given a gift-card pool whose selection is past the (lowered) limit
+        monkeypatch.setattr(bulk, "PREVIEW_LIMIT", 2)
+        pool = GiftCardPoolFactory(value="50.00")
+        CouponFactory.create_batch(3, pool=pool, status=S.PARTIALLY_REDEEMED, balance=Decimal("10.00"))
+        CouponFactory(pool=pool, status=S.REDEEMED)
+        # When the dialog opens
+        with CaptureQueriesContext(connection) as queries:
+            response = preview(manager_client, pool, action="invalidate", select_all="1")
+        # Then one EXPLAIN estimates every status, and the part-spent cards still count as applied
+        on_coupons = [q["sql"] for q in queries.captured_queries if "coupons_coupon" in q["sql"]]
+        assert len(on_coupons) == 2 and on_coupons[1].startswith("EXPLAIN") and "count(" not in on_coupons[1].lower()
+        result = response.context["preview"]
+        assert result.estimated and result.applied >= 3 and set(result.skipped) <= {"already redeemed", "already invalid",
+                                                                                  "already expired", "not claimed yet"}
+        assert response.context["sentences"][0].startswith("About ")
+        # And the same selection applied counts it exactly, as before
+        monkeypatch.setattr(bulk, "PREVIEW_LIMIT", 100_000)
+        exact = preview(manager_client, pool, action="invalidate", select_all="1")
+        assert exact.context["sentences"] == ["3 coupons will be invalidated.", "1 is skipped: already redeemed."]
+
+
+class TestOneBackgroundDecision:
+    def test_the_dialog_and_the_submit_decide_alike(self, manager_client, monkeypatch):
+        monkeypatch.setattr(bulk, "ASYNC_THRESHOLD", 3)
+        pool = PoolFactory()
+        CouponFactory.create_batch(2, pool=pool, status=S.CLAIMED)
+        CouponFactory.create_batch(2, pool=pool, status=S.REDEEMED)  # skipped ones count too: the job walks them
+        url = reverse("coupons:pool_coupons_bulk", args=[pool.pk])
+        # 4 selected: the dialog says "in the background" and the submit makes a job of 4
+        dialog = preview(manager_client, pool, action="invalidate", select_all="1")
+        assert dialog.context["preview"].background and "in the background" in dialog.context["sentences"][-1]
+        manager_client.post(url, {"action": "invalidate", "select_all": "1", "submission": "one"})
+        assert CouponJob.objects.get().total == 4
+        # 3 selected: neither the dialog nor the submit goes to the background
+        CouponJob.objects.all().delete()
+        narrowed = {"action": "invalidate", "status": "claimed", "select_all": "1"}
+        CouponFactory(pool=pool, status=S.CLAIMED)
+        dialog = preview(manager_client, pool, **narrowed)
+        assert not dialog.context["preview"].background
+        response = manager_client.post(url, {**narrowed, "submission": "two"}, follow=True)
+        assert not CouponJob.objects.exists() and "Invalidated 3 coupons." in response.content.decode()
+
+    def test_the_rule_is_the_threshold(self, monkeypatch):
+        monkeypatch.setattr(bulk, "ASYNC_THRESHOLD", 10)
+        assert not bulk.runs_in_background(10) and bulk.runs_in_background(11)
+        assert BulkPreview(applied=6, skipped=Counter({"already redeemed": 5})).background
 
 
 def test_estimated_counts_read_about_and_large_ones_say_background():
     action = BULK_ACTIONS["invalidate"]
-    result = BulkPreview(applied=1204, skipped=Counter({"already redeemed": 37}), estimated=True, background=True)
+    result = BulkPreview(applied=10_204, skipped=Counter({"already redeemed": 37}), estimated=True)  # past ASYNC_THRESHOLD
     assert result.sentences(action) == [
-        "About 1,204 coupons will be invalidated.", "About 37 are skipped: already redeemed.",
+        "About 10,204 coupons will be invalidated.", "About 37 are skipped: already redeemed.",
         "They are changed in the background; the list refreshes when they are done."]
     assert BulkPreview(applied=1).sentences(action) == ["1 coupon will be invalidated.", "None is skipped."]

@@ -301,10 +301,10 @@ class TestPages:
 @pytest.mark.django_db(transaction=True)  # on_commit runs as in production, before the page answers
 class TestSubmittingFromPages:
     def test_a_bulk_action_with_the_broker_down_answers_plainly(self, manager_client, monkeypatch):
-        from coupons import views
+        from coupons import bulk
 
         Broker(monkeypatch, down=True)
-        monkeypatch.setattr(views, "ASYNC_THRESHOLD", 2)
+        monkeypatch.setattr(bulk, "ASYNC_THRESHOLD", 2)
         pool = PoolFactory()
         CouponFactory.create_batch(3, pool=pool, status=S.CLAIMED)
         form = {"action": "invalidate", "select_all": "1", "submission": "key-1"}
@@ -328,10 +328,10 @@ class TestSubmittingFromPages:
         assert "only 40 more" not in response.content.decode()
 
     def test_the_same_bulk_action_while_one_runs_is_that_job(self, manager_client, monkeypatch):
-        from coupons import views
+        from coupons import bulk
 
         Broker(monkeypatch)
-        monkeypatch.setattr(views, "ASYNC_THRESHOLD", 2)
+        monkeypatch.setattr(bulk, "ASYNC_THRESHOLD", 2)
         pool = PoolFactory()
         CouponFactory.create_batch(3, pool=pool, status=S.CLAIMED)
         url = reverse("coupons:pool_coupons_bulk", args=[pool.pk])

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from coupons import selectors
 from coupons.models import CouponJob, CouponStatus, CustomerEvent
 from coupons.services import Actor, coupon_claim, coupon_redeem, coupon_transfer
 from couponsite import counting
@@ -192,17 +193,58 @@ class TestPoolListStock:
         assert f'href="/pools/{uploaded.pk}/"' in html and f'href="/pools/{empty.pk}/"' in html
         assert re.search(r"<th[^>]*>\s*Stock\s*</th>", html)
 
-    def test_big_pools_say_about_and_every_count_is_bounded(self, manager_client, monkeypatch):
-        for n in range(4):
-            CouponFactory(pool=PoolFactory(name=f"Pool {n}"))
+    def test_a_page_of_50_pools_counts_its_stock_in_one_bounded_query(self, manager_client, django_assert_max_num_queries):
+        # Given 50 pools on the page: 48 uploaded ones with 0..2 unassigned, a generated and a remote one
+        pools = [PoolFactory(name=f"Pool {n:02}") for n in range(48)]
+        for n, pool in enumerate(pools):
+            for _ in range(n % 3):
+                CouponFactory(pool=pool)
+            CouponFactory(pool=pool, status=S.CLAIMED)  # not stock
+        PoolFactory(name="Made", source="generated", pattern="G-######")
+        PoolFactory(name="Asked", source="remote", callback_url="https://93.184.215.14/issue", callback_api_key="k" * 20)
+        # When the list is read
+        with CaptureQueriesContext(connection) as queries, django_assert_max_num_queries(12):
+            html = manager_client.get(reverse("pools:list")).content.decode()
+        # Then one query reads the coupons, bounded per pool, and every count is exact
+        on_coupons = [q["sql"] for q in queries.captured_queries if "coupons_coupon" in q["sql"]]
+        assert len(on_coupons) == 1 and "LIMIT 10001" in on_coupons[0]
+        rows = {re.search(r">([\w ]+)</a>", row).group(1): text_of(row) for row in re.findall(r"<tr.*?</tr>", html, re.S)[1:]}
+        assert len(rows) == 50
+        assert all(f"{n % 3} unassigned" in rows[f"Pool {n:02}"] for n in range(48))
+        assert "made at each claim" in rows["Made"] and "from the remote system" in rows["Asked"]
+
+    def test_pools_past_the_cap_say_about_with_one_explain_for_all(self, manager_client, monkeypatch):
+        monkeypatch.setattr(selectors, "LIST_STOCK_EXACT_LIMIT", 2)
+        small = PoolFactory(name="Small")
+        CouponFactory.create_batch(2, pool=small)
+        big = [PoolFactory(name=f"Big {n}") for n in range(3)]
+        for pool in big:
+            CouponFactory.create_batch(5, pool=pool)
         with CaptureQueriesContext(connection) as queries:
             html = manager_client.get(reverse("pools:list")).content.decode()
-        coupon_counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper() and "coupons_coupon" in q["sql"]]
-        assert len(coupon_counts) == 4 and all("LIMIT 10001" in sql for sql in coupon_counts)
-        assert html.count('data-testid="stock">1<') == 4
-        monkeypatch.setattr(counting, "estimate_count", lambda queryset: 80_000_000)
+        on_coupons = [q["sql"] for q in queries.captured_queries if "coupons_coupon" in q["sql"]]
+        assert len(on_coupons) == 2 and "LIMIT 3" in on_coupons[0] and on_coupons[1].startswith("EXPLAIN")
+        assert html.count('data-testid="stock">2<') == 1
+        abouts = [int(n.replace(",", "")) for n in re.findall(r'data-testid="stock">about ([\d,]+)<', html)]
+        assert len(abouts) == 3 and all(n >= 3 for n in abouts)  # never below what the bounded count met
+        monkeypatch.setattr(selectors, "LIST_STOCK_EXACT_LIMIT", 10_000)
         html = manager_client.get(reverse("pools:list")).content.decode()
-        assert html.count('data-testid="stock">about 80,000,000<') == 4
+        assert html.count('data-testid="stock">5<') == 3
+
+    def test_the_list_and_the_overview_say_the_same_stock(self, manager_client, monkeypatch):
+        # One rule (selectors.pool_holds_stock, selectors.Stock): the same source test and wording
+        pool = BulkPoolFactory(name="Bulk", pattern="B-######")
+        CouponFactory.create_batch(3, pool=pool)
+        listed = text_of(manager_client.get(reverse("pools:list")).content.decode())
+        overview = section(manager_client.get(reverse("pools:overview", args=[pool.pk])).content.decode(), "stock-summary")
+        assert "3 unassigned" in listed and "3 are left for claims." in overview
+        monkeypatch.setattr(selectors, "LIST_STOCK_EXACT_LIMIT", 1)
+        monkeypatch.setattr(counting, "estimate_count", lambda queryset: 500_000)
+        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: 500_000)
+        listed = text_of(manager_client.get(reverse("pools:list")).content.decode())
+        overview = section(manager_client.get(reverse("pools:overview", args=[pool.pk])).content.decode(), "stock-summary")
+        assert "about 500,000 unassigned" in listed and "About 500,000 are left for claims." in overview
+        assert selectors.pool_holds_stock(pool) and not selectors.pool_holds_stock(CouponPool(source="generated"))
 
 
 class TestCouponDetail:

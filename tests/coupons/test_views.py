@@ -181,9 +181,9 @@ class TestBulkPost:
         assert "Invalidated 2 coupons. Skipped 1: 1 already redeemed." in response.content.decode()
 
     def test_large_selection_becomes_a_job(self, manager_client, monkeypatch):
-        from coupons import views
+        from coupons import bulk
 
-        monkeypatch.setattr(views, "ASYNC_THRESHOLD", 2)
+        monkeypatch.setattr(bulk, "ASYNC_THRESHOLD", 2)
         pool = PoolFactory()
         for _ in range(3):
             CouponFactory(pool=pool, status=S.CLAIMED)
