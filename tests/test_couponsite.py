@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from couponsite.celery import app
+from couponsite.templatetags.site_tags import duration
 from couponsite.wording import counted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -399,3 +401,12 @@ def test_readme_quick_start_is_two_commands_and_names_the_quick_loop():
 @pytest.mark.parametrize("count, text", [(0, "0 coupons"), (1, "1 coupon"), (2, "2 coupons"), (2_000, "2,000 coupons")])
 def test_counted_says_the_noun_that_fits_the_count(count, text):
     assert counted(count, "coupon", "coupons") == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (timedelta(seconds=1), "1 second"), (timedelta(seconds=2), "2 seconds"),
+    (timedelta(days=1, hours=1, minutes=1), "1 day 1 hour 1 minute"),
+    (timedelta(days=2, hours=2, minutes=2), "2 days 2 hours 2 minutes"), (None, ""),
+])
+def test_a_duration_reads_in_the_singular_and_the_plural(value, text):
+    assert duration(value) == text
