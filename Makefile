@@ -22,10 +22,16 @@ install-test: $(VENV)/.installed-test
 
 # Web server, Celery worker and beat on the embedded default (SQLite + file-system
 # broker under var/), at http://$(WEB_HOST):$(WEB_PORT)/ (127.0.0.1:8000 unless set).
-# Ctrl-C stops all three.
-run: export DEBUG ?= true
+# Ctrl-C stops all three. The product as its users see it: DEBUG off (the styled 403
+# and 404 pages; tracebacks go to the console), with the development key, cookies over
+# plain HTTP, callbacks to this machine, and runserver --insecure serving static/.
+run: export DEBUG ?= false
+run: export SECRET_KEY ?= insecure-dev-key-change-me
+run: export SECURE_COOKIES ?= false
+run: export COUPON_CALLBACK_ALLOW_LOOPBACK ?= true
 run: export WEB_HOST ?= 127.0.0.1
 run: export WEB_PORT ?= 8000
+run: export ALLOWED_HOSTS ?= 127.0.0.1,localhost,$(WEB_HOST)
 run: export PATH := $(abspath $(BIN)):$(PATH)
 run: install
 	$(BIN)/python manage.py migrate --noinput

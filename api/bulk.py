@@ -241,7 +241,7 @@ def _cancel_its_import(operation: BulkOperation, user) -> None:
 
 
 register(JobKind(
-    name="api_bulk", label="API bulk operation", model=BulkOperation, run=bulk_run_job, unit="items",
+    name="api_bulk", label="API bulk operation", model=BulkOperation, run=bulk_run_job, unit=("item", "items"),
     describe=lambda op: f"{op.get_action_display()} ({op.total:,}), API key {op.api_key.name}",
     on_cancel=_cancel_its_import, related=("api_key",),
 ))

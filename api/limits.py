@@ -30,6 +30,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
+from couponsite.wording import counted
 from pools.access import is_unrestricted, principal_groups
 
 from .errors import ApiError
@@ -172,10 +173,10 @@ def request_limits(*, ip: str, api_key=None) -> Budget:
 
 
 def _period(rate: Rate) -> str:
-    for unit, seconds in (("day", 86400), ("hour", 3600), ("minute", 60)):
+    for unit, units, seconds in (("day", "days", 86400), ("hour", "hours", 3600), ("minute", "minutes", 60)):
         if rate.seconds % seconds == 0:
             many = rate.seconds // seconds
-            return unit if many == 1 else f"{many} {unit}s"
+            return unit if many == 1 else counted(many, unit, units)
     return f"{rate.seconds} s"
 
 

@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from couponsite.csvstream import BOM, FORMULA_REGEX, safe_cell, streaming_writer
+from couponsite.wording import counted
 
 from .filters import CouponFilter
 from .jobs.base import LIVE
@@ -176,7 +177,7 @@ def export_run_job(job: ExportJob, run: Run) -> str:
     except JobStopped:
         default_storage.delete(name)
         raise
-    return f"{rows:,} coupon{'s' if rows != 1 else ''} exported."
+    return f"{counted(rows, 'coupon', 'coupons')} exported."
 
 
 def _write_rows(coupons: QuerySet[Coupon], out, run: Run) -> int:

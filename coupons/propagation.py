@@ -212,7 +212,7 @@ def propagation_run_job(job: CouponJob, run: Run) -> str:
     job_count_exactly(run, _coupons_to_change(job.pool, params, terms[params["old_terms"]], terms[params["new_terms"]]))
     run_propagation(pool=job.pool, params=job.params, run=run)
     job.refresh_from_db()
-    return f"{job.applied:,} coupon{'s' if job.applied != 1 else ''} updated."
+    return f"{counted(job.applied, 'coupon', 'coupons')} updated."
 
 
 register(JobKind(

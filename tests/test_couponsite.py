@@ -1,12 +1,19 @@
 """Project wiring: env-driven settings, the Celery app on a real worker, the demo login."""
 
+import http.cookiejar
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +21,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from couponsite.celery import app
+from couponsite.templatetags.site_tags import duration
 from couponsite.wording import counted
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,29 +209,98 @@ def test_the_start_message_names_the_address_the_web_server_serves(env, address,
         monkeypatch.setenv(name, value)
     call_command("demo_setup")
     assert f"Open http://{address}/ and log in." in capsys.readouterr().out
-    assert _procfile_web_command(env) == f"python manage.py runserver {address}"
+    assert _procfile_web_command(env) == f"python manage.py runserver --insecure {address}"
 
 
-@pytest.mark.parametrize("env, address", [({}, "127.0.0.1:8000"), ({"WEB_PORT": "8100"}, "127.0.0.1:8100")])
-def test_make_run_gives_its_commands_the_address(env, address, tmp_path):
+MAKE_RUN_ENV = ("WEB_HOST", "WEB_PORT", "ALLOWED_HOSTS", "DEBUG", "SECRET_KEY", "SECURE_COOKIES",
+                "COUPON_CALLBACK_ALLOW_LOOPBACK", "MAKEFLAGS")
+
+
+@pytest.mark.parametrize("env, address, hosts", [
+    ({}, "127.0.0.1:8000", "127.0.0.1,localhost,127.0.0.1"),
+    ({"WEB_PORT": "8100"}, "127.0.0.1:8100", "127.0.0.1,localhost,127.0.0.1"),
+    ({"WEB_HOST": "myhost"}, "myhost:8000", "127.0.0.1,localhost,myhost"),
+    ({"WEB_HOST": "myhost", "ALLOWED_HOSTS": "myhost"}, "myhost:8000", "myhost"),
+])
+def test_make_run_gives_its_commands_the_address(env, address, hosts, tmp_path):
     """`make run` itself, on a stand-in virtualenv whose python and honcho only write
-    down the address they were given."""
+    down the address and the settings they were given."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     log = tmp_path / "calls.log"
     for name in ("python", "honcho"):
         tool = venv / "bin" / name
-        tool.write_text(f'#!/bin/sh\necho "{name} $WEB_HOST:$WEB_PORT $*" >> {log}\n')
+        tool.write_text(f'#!/bin/sh\necho "{name} $WEB_HOST:$WEB_PORT $*" >> {log}\n'
+                        f'echo "$ALLOWED_HOSTS DEBUG=$DEBUG SECURE_COOKIES=$SECURE_COOKIES" >> {log}\n')
         tool.chmod(0o755)
     (venv / ".installed").touch()  # newer than pyproject.toml: nothing to install
-    clean = {k: v for k, v in os.environ.items() if k not in {"WEB_HOST", "WEB_PORT", "MAKEFLAGS"}}
+    clean = {k: v for k, v in os.environ.items() if k not in MAKE_RUN_ENV}
     subprocess.run(["make", "-s", "run", f"VENV={venv}"], cwd=ROOT, env={**clean, **env}, check=True, timeout=30)
     calls = log.read_text().splitlines()
+    settings = f"{hosts} DEBUG=false SECURE_COOKIES=false"
     assert calls == [
-        f"python {address} manage.py migrate --noinput",
-        f"python {address} manage.py demo_setup",
-        f"honcho {address} --procfile couponsite/Procfile.dev --app-root . start",
+        f"python {address} manage.py migrate --noinput", settings,
+        f"python {address} manage.py demo_setup", settings,
+        f"honcho {address} --procfile couponsite/Procfile.dev --app-root . start", settings,
     ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_make_run_serves_the_product_as_its_users_see_it(tmp_path):
+    """The real `make run` (web, worker and beat through honcho) on a stand-in virtualenv
+    that runs this Python, with a host name of its own: the login works over plain HTTP,
+    a missing page is the styled 404 with the menu, static files are served, and the
+    console shows each request."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    for name, command in (("python", sys.executable), ("honcho", f"{sys.executable} -m honcho"),
+                          ("celery", f"{sys.executable} -m celery")):
+        tool = venv / "bin" / name
+        tool.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        tool.chmod(0o755)
+    (venv / ".installed").touch()
+    host, port = "127.0.0.2", _free_port()  # a loopback address that is not in the default ALLOWED_HOSTS
+    clean = {k: v for k, v in os.environ.items()
+             if k not in {*MAKE_RUN_ENV, "DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE"}}
+    env = {**clean, "WEB_HOST": host, "WEB_PORT": str(port), "COUPONS_VAR_DIR": str(tmp_path / "var")}
+    console = tmp_path / "console.log"
+    with console.open("w") as out:
+        make = subprocess.Popen(["make", "-s", "run", f"VENV={venv}"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://{host}:{port}"
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                login = browser.open(f"{base}/login/", timeout=5).read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert make.poll() is None and time.monotonic() < deadline, console.read_text()
+                time.sleep(1)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login).group(1)
+        form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "demo", "password": "demo-coupons"})
+        landed = browser.open(urllib.request.Request(f"{base}/login/", data=form.encode(),
+                                                     headers={"Referer": f"{base}/login/"}), timeout=30)
+        assert landed.url == f"{base}/pools/"
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            browser.open(f"{base}/no-such-page/", timeout=30)
+        page = missing.value.read().decode()
+        assert missing.value.code == 404 and "Page not found" in page and 'aria-label="Main"' in page
+        assert "technical" not in page and "DEBUG = True" not in page
+        stylesheet = browser.open(f"{base}/static/css/app.css", timeout=30)
+        assert stylesheet.status == 200 and stylesheet.read() == (ROOT / "static" / "css" / "app.css").read_bytes()
+        while "Not Found: /no-such-page/" not in console.read_text():  # what went wrong, in the console
+            assert time.monotonic() < deadline, console.read_text()
+            time.sleep(0.5)
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(timeout=60)
 
 
 def test_embedded_default_worker_runs_a_real_task(tmp_path):
@@ -399,3 +476,12 @@ def test_readme_quick_start_is_two_commands_and_names_the_quick_loop():
 @pytest.mark.parametrize("count, text", [(0, "0 coupons"), (1, "1 coupon"), (2, "2 coupons"), (2_000, "2,000 coupons")])
 def test_counted_says_the_noun_that_fits_the_count(count, text):
     assert counted(count, "coupon", "coupons") == text
+
+
+@pytest.mark.parametrize("value, text", [
+    (timedelta(seconds=1), "1 second"), (timedelta(seconds=2), "2 seconds"),
+    (timedelta(days=1, hours=1, minutes=1), "1 day 1 hour 1 minute"),
+    (timedelta(days=2, hours=2, minutes=2), "2 days 2 hours 2 minutes"), (None, ""),
+])
+def test_a_duration_reads_in_the_singular_and_the_plural(value, text):
+    assert duration(value) == text

@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from couponsite.dberrors import RETRYABLE
+from couponsite.wording import counted
 
 from .base import CANCELLABLE, Job, JobStatus
 from .registry import JobKind, job_models, kind_named, kind_of, kinds
@@ -233,7 +234,7 @@ def _requeue(kind: JobKind, job_id: int, token: str, retry_in: float, exc: Excep
 def _fail_for_good(kind: JobKind, job_id: int, token: str, exc: Exception) -> None:
     """The last attempt met a database error too: failed, saying how to go on."""
     job = kind.model.objects.get(pk=job_id)
-    attempts = f"{job.attempts} attempt{'s' if job.attempts != 1 else ''}"
+    attempts = counted(job.attempts, "attempt", "attempts")
     hint = " Resume to go on." if job.resumable() else " Start it again."
     _end(kind, job_id, token, S.FAILED, f"Stopped by a database error after {attempts}: {exc}.{hint}")
 

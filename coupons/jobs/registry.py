@@ -45,8 +45,9 @@ class JobKind:
     result_url: Callable[[Job], str | None] = _nothing
     # The permission to resume and cancel jobs of this kind ("": whoever may see the job).
     permission: str = "coupons.change_coupon"
-    # What ``total`` and ``processed`` count.
-    unit: str = "coupons"
+    # What ``total`` and ``processed`` count: the noun for one and for several ("1 row",
+    # "2 rows"; couponsite.wording.counted, the job_unit filter).
+    unit: tuple[str, str] = ("coupon", "coupons")
     # Periodic housekeeping of this kind (expired files, abandoned drafts); returns a count.
     purge: Callable[[], int] = lambda: 0
 

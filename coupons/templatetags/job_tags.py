@@ -61,6 +61,6 @@ def may_manage(job, user):
 
 @register.filter
 def job_unit(job):
-    """The kind's unit for the job's total: "1 row", "2 rows" (the registry names it in the plural)."""
-    unit = kind_of(job).unit
-    return ngettext(unit.removesuffix("s"), unit, job.total)
+    """The kind's unit for the job's total: "1 row", "2 rows" (both forms from the registry)."""
+    singular, plural = kind_of(job).unit
+    return ngettext(singular, plural, job.total)

@@ -4,6 +4,8 @@ from datetime import timedelta
 
 from django import template
 
+from couponsite.wording import counted
+
 register = template.Library()
 
 
@@ -14,10 +16,10 @@ def duration(value: timedelta | None) -> str:
         return ""
     seconds = int(value.total_seconds())
     if seconds < 60:
-        return f"{seconds} second{'s' if seconds != 1 else ''}"
+        return counted(seconds, "second", "seconds")
     parts = []
-    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+    for singular, plural, size in (("day", "days", 86400), ("hour", "hours", 3600), ("minute", "minutes", 60)):
         count, seconds = divmod(seconds, size)
         if count:
-            parts.append(f"{count} {name}{'s' if count != 1 else ''}")
+            parts.append(counted(count, singular, plural))
     return " ".join(parts)

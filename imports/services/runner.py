@@ -249,6 +249,6 @@ def _purge() -> int:
 
 register(JobKind(
     name=IMPORT, label="Import", model=ImportJob, run=import_run_job, cleanup=_cleanup, purge=_purge,
-    describe=lambda job: f"Import {job.original_name}", permission="coupons.add_coupon", unit="rows",
+    describe=lambda job: f"Import {job.original_name}", permission="coupons.add_coupon", unit=("row", "rows"),
     result_url=lambda job: reverse("imports:detail", args=[job.pk]),
 ))

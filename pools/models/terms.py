@@ -14,6 +14,8 @@ from django.core.validators import (
 )
 from django.db import models
 
+from couponsite.wording import counted
+
 
 class PoolSource(models.TextChoices):
     UPLOADED = "uploaded", "Uploaded"
@@ -160,8 +162,7 @@ def period_text(count: int | None, unit: str) -> str:
     """``(30, "day")`` as "30 days", ``(1, "month")`` as "1 month"; "" for no period."""
     if not count or unit not in PeriodUnit.values:
         return ""
-    label = PeriodUnit(unit).label
-    return f"{count} {label.rstrip('s') if count == 1 else label}"
+    return counted(count, unit, PeriodUnit(unit).label)  # the value is the singular noun, the label the plural
 
 
 def period_end(start, count: int | None, unit: str) -> datetime.datetime | None:

@@ -7,6 +7,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from api.limits import Rate, _period
 from api.models import LookupLockout
 from api.services import api_key_create
 from coupons.models import Coupon, CouponStatus
@@ -239,3 +240,11 @@ def test_large_limits_are_counted_in_batches_that_add_up_exactly():
     sent, pending = cache.get(key), batches._known[key][1]
     assert sent + pending == 1_000 and sent % 50 == 0 and sent >= 950
     assert max(seen) == 1_000  # the last request saw every one
+
+
+@pytest.mark.parametrize("rate, period", [
+    ("5/m", "minute"), ("5/2m", "2 minutes"), ("5/h", "hour"), ("5/3h", "3 hours"), ("5/d", "day"), ("5/2d", "2 days"),
+    ("5/90s", "90 s"),
+])
+def test_a_rates_period_reads_in_the_singular_and_the_plural(rate, period):
+    assert _period(Rate.parse(rate)) == period

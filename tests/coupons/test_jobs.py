@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerDown
@@ -25,6 +26,7 @@ from coupons.jobs.engine import (
     jobs_mark_interrupted,
 )
 from coupons.models import Coupon, CouponJob, CouponStatus, CustomerEvent, ExportJob, GenerationBatch, JobStatus
+from coupons.templatetags.job_tags import job_unit
 from imports.models import ImportJob
 from tests.factories import BulkPoolFactory, CouponFactory, GroupFactory, PoolFactory, UserFactory
 
@@ -401,3 +403,20 @@ class TestLocksHeldElsewhere:
             assert CouponJob.objects.get(pk=job.pk).heartbeat_at > stuck
         finally:
             beat.stop()
+
+
+@pytest.mark.parametrize("job, one, many", [
+    (lambda: CouponJob(kind=CouponJob.Kind.BULK_ACTION), "coupon", "coupons"),
+    (lambda: ExportJob(), "coupon", "coupons"),
+    (lambda: GenerationBatch(), "coupon", "coupons"),
+    (lambda: ImportJob(), "row", "rows"),
+    (lambda: BulkOperation(), "item", "items"),
+])
+def test_a_jobs_unit_is_named_in_the_singular_and_the_plural(job, one, many):
+    job = job()
+    job.total = 1
+    assert job_unit(job) == one
+    job.total = 2
+    assert job_unit(job) == many
+    job.status, job.processed = JobStatus.RUNNING, 1
+    assert render_to_string("jobs/_progress_text.html", {"job": job}).strip() == f"1 of 2 {many} done."

@@ -340,3 +340,21 @@ def test_matching_count_is_exact_without_a_planner_estimate(manager_client, monk
         CouponFactory(pool=pool)
     response = manager_client.get(reverse("coupons:pool_coupons", args=[pool.pk]))
     assert (response.context["matching"], response.context["matching_is_estimate"]) == (5, False)
+
+
+@pytest.mark.parametrize("codes, text", [(["ONE-1"], "1 coupon matches"), (["TWO-1", "TWO-2"], "2 coupons match")])
+def test_the_coupons_tab_counts_the_matching_coupons_in_singular_and_plural(manager_client, codes, text):
+    pool = PoolFactory()
+    for code in [*codes, "OTHER-1"]:
+        CouponFactory(pool=pool, code=code)
+    html = manager_client.get(reverse("coupons:pool_coupons", args=[pool.pk]), {"q": codes[0].split("-")[0]}).content.decode()
+    assert f'data-testid="matching">{text}</span>' in html
+
+
+def test_a_pool_edit_counts_the_coupons_it_updated_in_the_plural(manager_client):
+    pool = PoolFactory(value="10.00")
+    CouponFactory.create_batch(2, pool=pool)
+    data = {"name": pool.name, "source": "uploaded", "coupon_type": "amount", "value": "12.00",
+            "update_method": UpdateMethod.UNASSIGNED}
+    response = manager_client.post(reverse("pools:edit", args=[pool.pk]), data, follow=True)
+    assert "2 coupons updated." in response.content.decode()

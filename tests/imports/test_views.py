@@ -248,7 +248,7 @@ def test_a_jobs_progress_counts_its_unit_in_singular_and_plural(total, text):
 
 
 @pytest.mark.parametrize("invalid, kept, text", [
-    (1, 1, "Download the row not imported (CSV)"), (2, 2, "Download the 2 rows not imported (CSV)"),
+    (1, 1, "Download the 1 row not imported (CSV)"), (2, 2, "Download the 2 rows not imported (CSV)"),
     (3, 1, "Download the 1 listed row not imported (CSV)"), (5, 2, "Download the 2 listed rows not imported (CSV)"),
 ])
 def test_the_download_of_rows_not_imported_counts_them_in_singular_and_plural(invalid, kept, text):
@@ -257,3 +257,13 @@ def test_the_download_of_rows_not_imported_counts_them_in_singular_and_plural(in
         "job": job, "rejections": [], "rejections_kept": kept, "rejections_shown": kept, "rejections_limit": 1,
     })
     assert text in " ".join(html.split())
+
+
+@pytest.mark.parametrize("created, text", [
+    (1, "The 1 coupon created stays in the pool."), (2, "The 2 coupons created stay in the pool."),
+])
+def test_a_cancelled_import_counts_the_coupons_it_leaves_in_singular_and_plural(created, text):
+    job = ImportJob(pk=7, status=JobStatus.CANCELLED, total=10, processed=5, created=created, message="Cancelled.")
+    html = render_to_string("imports/_status.html", {"job": job, "rejections": [], "rejections_kept": 0,
+                                                     "rejections_shown": 0, "rejections_limit": 1})
+    assert f"Cancelled. {text}" in " ".join(html.split())

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from pools import services
 from pools.models import CouponPool, CouponType, ModuleSettings, PoolSource
+from pools.models.terms import period_text
 from tests.factories import BulkPoolFactory, PoolFactory, ProductFactory, StoreFactory
 
 pytestmark = pytest.mark.django_db
@@ -185,3 +186,11 @@ def test_module_settings_is_a_single_row():
     services.module_settings_update(auto_redeem=True)
     assert ModuleSettings.objects.count() == 1
     assert ModuleSettings.load().auto_redeem is True
+
+
+@pytest.mark.parametrize("count, unit, text", [
+    (1, "day", "1 day"), (30, "day", "30 days"), (1, "week", "1 week"), (2, "week", "2 weeks"),
+    (1, "month", "1 month"), (6, "month", "6 months"), (1, "year", "1 year"), (2, "year", "2 years"), (None, "day", ""),
+])
+def test_an_expiry_period_reads_in_the_singular_and_the_plural(count, unit, text):
+    assert period_text(count, unit) == text
