@@ -15,6 +15,7 @@ from django.views.generic import FormView, TemplateView
 from couponsite.counting import count_with_accuracy
 from pools import views as pool_pages
 from pools.models import CouponPool, PoolSource
+from pools.models.lock import PoolLock
 from pools.patterns import PatternError
 from pools.selectors import pool_get_visible
 from pools.services import pool_create
@@ -55,6 +56,9 @@ class PoolOverviewView(PoolTabMixin, TemplateView):
             stores=self.catalog(pool.stores.all()),
             products=self.catalog(pool.products.all()),
             terms_version=pool.current_terms.version if pool.current_terms_id else None,
+            # The source lock from the counts above (no second count), with its own reason.
+            lock=PoolLock.from_count(counts.total, counts.total_is_estimate,
+                                     generation_started=pool.generation_started_at is not None),
             recent_jobs=jobs_page(user=self.request.user, filters=JobFilters(pool=pool.pk), size=RECENT_JOBS).rows,
             **self.source_context(pool, counts),
         )
