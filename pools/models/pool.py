@@ -394,7 +394,10 @@ class CouponPool(models.Model):
             return
         state = self.lock_state()
         if not state.source_locked:
-            self.former_patterns = []  # it holds nothing: no earlier pattern issued a code
+            # It holds nothing, so no earlier pattern issued a code; but a claim of the
+            # stored pattern may be landing right now (claims do not take the pool row).
+            in_flight = stored["pattern"] if stored["source"] == PoolSource.GENERATED else None
+            self.former_patterns = lock.with_former([], in_flight)
             return
         if "source" in changed:
             label = dict(PoolSource.choices).get(stored["source"], stored["source"])
@@ -425,6 +428,13 @@ class CouponPool(models.Model):
         if "_lock_state" not in self.__dict__:
             self._lock_state = lock.pool_lock(self)
         return self._lock_state
+
+    def forget_open_lock(self) -> None:
+        """Ask again next time, unless it was locked: a lock never opens (coupons and a
+        started generation stay), an open one may have closed meanwhile."""
+        cached = self.__dict__.get("_lock_state")
+        if cached is not None and not cached.source_locked:
+            del self._lock_state
 
     def save(self, *args, **kwargs):
         self.__dict__.pop("_lock_state", None)

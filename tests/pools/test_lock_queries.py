@@ -111,11 +111,14 @@ class TestPatternChangeWithoutScanning:
         assert "could be the same as codes this pool issued already" in message
         assert re.search(r"such as (GEN-\d{5})\)", message).group(1) in codes
 
-    def test_an_empty_pool_forgets_its_history(self):
+    def test_an_empty_pool_forgets_its_history_but_the_pattern_a_claim_may_be_using(self):
         pool = PoolFactory(source=PoolSource.GENERATED, pattern="EMPTY-#####")
         pool = legacy_history(pool)
         pool, _ = pool_update(pool=pool, actor=None, pattern="EMPTY2-#####")
-        assert CouponPool.objects.get(pk=pool.pk).former_patterns == []
+        assert CouponPool.objects.get(pk=pool.pk).former_patterns == ["EMPTY-#####"]
+        uploaded = PoolFactory(source=PoolSource.UPLOADED)
+        uploaded, _ = pool_update(pool=legacy_history(uploaded), actor=None, source=PoolSource.GENERATED, pattern="UP-#####")
+        assert CouponPool.objects.get(pk=uploaded.pk).former_patterns == []
 
     def test_a_pool_whose_history_is_not_known_is_probed_in_the_new_patterns_range(self):
         # Given a generated pool holding a code that no pattern of it made (from before the lock)
