@@ -200,7 +200,9 @@ def _probe(pool, coupons, region: patterns.Pattern, earlier: str | None) -> str 
         return (f"Codes of the new pattern could be the same as codes {source} issued, and about "
                 f"{in_range:,} codes lie in their range: too many to check. Change its fixed "
                 "characters or its length so that they cannot.")
-    clash = coupons.filter(within, code__regex=region.regex()).values_list("code", flat=True).first()
+    # No ORDER BY: with "ORDER BY id LIMIT 1" the planner may walk the primary key instead.
+    found = coupons.filter(within, code__regex=region.regex()).order_by().values_list("code", flat=True)[:1]
+    clash = next(iter(found), None)
     if clash is not None:
         # The example is seen by who may change the pool: the same principals may see its
         # coupons (coupons.access.visible_coupons is the pool's own rule).

@@ -223,3 +223,25 @@ class TestOverviewSaysWhyTheSourceIsLocked:
         pool = PoolFactory(source=PoolSource.UPLOADED)
         source = source_text(manager_client.get(reverse("pools:overview", args=[pool.pk])).content.decode())
         assert "locked" not in source
+
+
+def test_the_planner_takes_the_probe_from_the_code_index_of_a_large_pool():
+    # Given a generated pool of 200,000 coupons (codes of its earlier pattern, history not known)
+    pool = PoolFactory(source=PoolSource.GENERATED, pattern="GEN-#######")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {TABLE} (pool_id, terms_id, code, shared_code, status, usages, claims) "
+            "SELECT %s, %s, 'GEN-' || lpad(i::text, 7, '0'), false, 1, 0, 0 FROM generate_series(1, 200000) i",
+            [pool.pk, pool.current_terms_id])
+    analyze()
+    pool = legacy_history(pool)
+    # When a new pattern is checked, the probe reads the new pattern's range of the code index
+    with CaptureQueriesContext(connection) as queries:
+        pool_update(pool=pool, actor=None, pattern="GEN-X$$$$$$")
+    probe = regex_reads(queries)[0]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + probe)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "coupon_code_unique" in plan and "coupon_pool_id" not in plan and "pkey" not in plan, plan
+    assert "ORDER BY" not in probe
+    assert CouponPool.objects.get(pk=pool.pk).pattern == "GEN-X$$$$$$"
