@@ -15,6 +15,7 @@ from django.views.generic import FormView, TemplateView
 from couponsite.counting import count_with_accuracy
 from pools import views as pool_pages
 from pools.models import CouponPool, PoolSource
+from pools.models.lock import PoolLock
 from pools.patterns import PatternError
 from pools.selectors import pool_get_visible, pool_terms_shown, terms_catalog
 from pools.services import pool_create
@@ -23,7 +24,6 @@ from . import selectors
 from .forms import PoolEditForm
 from .generation import pool_generation_capacity
 from .jobs.selectors import JobFilters, jobs_page
-from .models import CouponStatus
 from .propagation import ASYNC_THRESHOLD, UpdateMethod, affected_coupons, pool_update
 from .tables import PoolStockTable
 from .views import PoolTabMixin
@@ -51,10 +51,12 @@ class PoolOverviewView(PoolTabMixin, TemplateView):
         terms = pool_terms_shown(pool)
         context.update(
             counts=counts,
-            unassigned=counts.of(CouponStatus.UNASSIGNED),
             terms=terms,
             catalog=terms_catalog(terms),
             terms_version=terms.version,
+            # The source lock from the counts above (no second count), with its own reason.
+            lock=PoolLock.from_count(counts.total, counts.total_is_estimate,
+                                     generation_started=pool.generation_started_at is not None),
             recent_jobs=jobs_page(user=self.request.user, filters=JobFilters(pool=pool.pk), size=RECENT_JOBS).rows,
             **self.source_context(pool, counts),
         )

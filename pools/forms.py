@@ -1,4 +1,5 @@
 from django import forms
+from django.utils.functional import Promise
 
 from couponsite.forms import BootstrapModelForm
 
@@ -61,6 +62,21 @@ FIELD_WIDTHS = {
 }
 
 
+class WhenShown(Promise):
+    """A help text made when the page shows it: the lock's count ("holds 31 coupons")
+    runs only for a page that renders it, never for a save that redirects. True without
+    making it (``BoundField`` asks ``help_text or ""``)."""
+
+    def __init__(self, text):
+        self._text = text
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __str__(self) -> str:
+        return self._text()
+
+
 class PoolForm(BootstrapModelForm):
     class Meta:
         model = CouponPool
@@ -109,22 +125,23 @@ class PoolForm(BootstrapModelForm):
     def _lock_fields(self) -> None:
         """Disabled fields keep the stored value on save (Django uses the initial one)."""
         self.fields["source"].disabled = True
-        self.fields["source"].help_text = self.lock.source_reason()
+        self.fields["source"].help_text = WhenShown(self.lock.source_reason)  # counted when shown
         if self.instance.source not in PATTERN_SOURCES:
             self.fields["pattern"].disabled = True  # it has none, and cannot get one
         elif self.instance.source == PoolSource.BULK:
             for name in ("pattern", "excluded_characters"):
                 self.fields[name].disabled = True
-                self.fields[name].help_text = self.lock.bulk_pattern_reason()
-        elif self.instance.source == PoolSource.GENERATED and self.lock.coupons:
-            self.fields["pattern"].help_text = (
-                f"This pool issued {self.lock.held()}. A new pattern must not make codes like theirs, "
-                "and must allow more than that under the 1% rule; they keep their codes."
-            )
+                self.fields[name].help_text = WhenShown(self.lock.bulk_pattern_reason)
+        elif self.instance.source == PoolSource.GENERATED and self.lock.holds_coupons:
+            self.fields["pattern"].help_text = WhenShown(self._pattern_help)
             self.fields["confirm_pattern_change"] = forms.BooleanField(
                 label="Change the pattern", required=False,
                 widget=forms.CheckboxInput(attrs={"class": "form-check-input"}),
             )
+
+    def _pattern_help(self) -> str:
+        return (f"This pool issued {self.lock.held()}. A new pattern must not make codes like theirs, "
+                "and must allow more than that under the 1% rule; they keep their codes.")
 
     @property
     def awaits_confirmation(self) -> bool:

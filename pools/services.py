@@ -35,10 +35,29 @@ def pool_change(*, pool: CouponPool, **fields) -> tuple[CouponPool, CouponTerms 
     for name, value in fields.items():
         setattr(pool, name, value)
     with transaction.atomic():
+        _lock_pool_row(pool)
         pool = _pool_save(pool, relations)
         old_terms = CouponTerms.objects.filter(pk=pool.current_terms_id).first()
         new_terms = pool_terms_sync(pool=pool)
     return pool, old_terms, new_terms
+
+
+def _lock_pool_row(pool: CouponPool) -> None:
+    """Check the source lock (``CouponPool.clean``) under the pool row's lock: a bulk
+    generation start takes the same lock to set ``generation_started_at``, so the two
+    are serialised, and the save writes the stored start back, never an older copy's.
+    An open lock the form saw is checked again, now (a closed one stays closed).
+
+    Not serialised with it: the first claim of a generated pool and the first chunk of an
+    import or API bulk add (they insert coupons without taking the pool row: the coupon's
+    pool column has no database foreign key, whose FOR KEY SHARE would serialise them,
+    and a row lock on every claim would cost the hottest path). A source or pattern
+    change saved in the same instant as such a first coupon can still pass.
+    """
+    started = CouponPool.objects.select_for_update().filter(pk=pool.pk).values_list(
+        "generation_started_at", flat=True).first()
+    pool.generation_started_at = started
+    pool.forget_open_lock()
 
 
 def pool_terms_sync(*, pool: CouponPool) -> CouponTerms | None:

@@ -177,6 +177,14 @@ class CouponPool(models.Model):
         help_text="Set when the first bulk generation batch starts; source and pattern "
         "are locked from then on.",
     )
+    former_patterns = models.JSONField(
+        null=True,
+        default=list,
+        editable=False,
+        help_text="The earlier patterns this generated pool issued codes with (a new "
+        "pattern must not overlap them); NULL when not known: it held coupons before "
+        "this history was kept.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
@@ -374,11 +382,11 @@ class CouponPool(models.Model):
     def _clean_locked_fields(self, refuse) -> None:
         """The source lock (``lock``): the source once the pool holds a coupon, a bulk
         pool's pattern with it, a generated pool's pattern only while codes stay unique
-        and the 1% rule holds."""
+        and the 1% rule holds (its replaced pattern joins ``former_patterns``)."""
         if not self.pk:
             return
         guarded = ("source", "pattern", "excluded_characters")
-        stored = type(self).objects.filter(pk=self.pk).values(*guarded).first()
+        stored = type(self).objects.filter(pk=self.pk).values(*guarded, "former_patterns").first()
         if stored is None:
             return
         changed = [field for field in guarded if getattr(self, field) != stored[field]]
@@ -386,6 +394,10 @@ class CouponPool(models.Model):
             return
         state = self.lock_state()
         if not state.source_locked:
+            # It holds nothing, so no earlier pattern issued a code; but a claim of the
+            # stored pattern may be landing right now (claims do not take the pool row).
+            in_flight = stored["pattern"] if stored["source"] == PoolSource.GENERATED else None
+            self.former_patterns = lock.with_former([], in_flight)
             return
         if "source" in changed:
             label = dict(PoolSource.choices).get(stored["source"], stored["source"])
@@ -403,13 +415,34 @@ class CouponPool(models.Model):
                 new = self.compiled_pattern()
             except patterns.PatternError:
                 return  # _clean_pattern says why
-            refusal = lock.pattern_change_refusal(self, new, state)
+            refusal = lock.pattern_change_refusal(self, new, old=stored["pattern"], former=stored["former_patterns"])
             if refusal:
                 refuse("pattern", refusal)
+            else:
+                self.former_patterns = lock.with_former(stored["former_patterns"], stored["pattern"])
 
     def lock_state(self) -> lock.PoolLock:
-        """Whether the source and pattern may still change, as stored now (``lock``)."""
-        return lock.pool_lock(self)
+        """Whether the source and pattern may still change, as stored now (``lock``):
+        computed once per instance (a request's form, clean and page share it); a save
+        or ``refresh_from_db`` forgets it."""
+        if "_lock_state" not in self.__dict__:
+            self._lock_state = lock.pool_lock(self)
+        return self._lock_state
+
+    def forget_open_lock(self) -> None:
+        """Ask again next time, unless it was locked: a lock never opens (coupons and a
+        started generation stay), an open one may have closed meanwhile."""
+        cached = self.__dict__.get("_lock_state")
+        if cached is not None and not cached.source_locked:
+            del self._lock_state
+
+    def save(self, *args, **kwargs):
+        self.__dict__.pop("_lock_state", None)
+        super().save(*args, **kwargs)
+
+    def refresh_from_db(self, *args, **kwargs):
+        self.__dict__.pop("_lock_state", None)
+        super().refresh_from_db(*args, **kwargs)
 
     def pattern_change(self) -> lock.PatternChange | None:
         """What a save changes for a generated pool holding coupons whose pattern was
@@ -420,7 +453,7 @@ class CouponPool(models.Model):
         if stored is None or stored["source"] != PoolSource.GENERATED or stored["pattern"] == self.pattern:
             return None
         state = self.lock_state()
-        if not state.coupons:
+        if not state.holds_coupons:
             return None
         try:
             return lock.pattern_change(self.compiled_pattern(), state)
