@@ -74,10 +74,12 @@ class CouponTable(BaseTable):
             "td__input": {"class": "form-check-input row-check", "aria-label": "Select coupon"},
         },
     )
-    code = tables.Column(attrs={"td": {"class": "font-monospace"}})
+    # Codes and times stay on one line (a code broken at its dashes reads as two); the
+    # table scrolls sideways instead (bootstrap5-responsive).
+    code = tables.Column(attrs={"td": {"class": "font-monospace text-nowrap"}})
     customer = tables.Column(empty_values=(None,), default="")
-    claimed_at = tables.Column(verbose_name="Claimed at", empty_values=())
-    expires_at = tables.Column(verbose_name="Expiration date", empty_values=())
+    claimed_at = tables.Column(verbose_name="Claimed at", empty_values=(), attrs={"td": {"class": "text-nowrap"}})
+    expires_at = tables.Column(verbose_name="Expiration date", empty_values=(), attrs={"td": {"class": "text-nowrap"}})
     value = tables.Column(verbose_name="Value / balance", empty_values=(), accessor="pk")
     status = tables.Column()
     usages = tables.Column(attrs={"td": {"class": "text-end"}, "th": {"class": "text-end"}})

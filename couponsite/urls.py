@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
+from django.views.i18n import JavaScriptCatalog
 
 from api.ui import ApiKeysView
 from coupons.urls import pool_form_patterns
@@ -18,6 +20,8 @@ urlpatterns = [
     path("imports/", include("imports.urls")),
     path("settings/api-keys/", ApiKeysView.as_view(), name="api_keys"),
     path("admin/", admin.site.urls),
+    # Django's ngettext for the page scripts' count sentences (no inline script: a file).
+    path("jsi18n/", login_not_required(JavaScriptCatalog.as_view()), name="javascript-catalog"),
 ]
 
 # Styled, with the menu and a way back (the API answers its own errors in JSON).

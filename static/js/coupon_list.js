@@ -57,9 +57,11 @@
     button.addEventListener("click", () => {
       const count = selectedCount();
       content.replaceChildren(document.getElementById("bulk-confirm-template").content.cloneNode(true));
+      // Django's ngettext (the JavaScript catalog, /jsi18n/), as the server's sentences.
       const what = selectAll.value === "1"
-        ? `all ${estimate ? "about " : ""}${count.toLocaleString("en")} matching coupons`
-        : `${count} selected coupon${count === 1 ? "" : "s"}`;
+        ? interpolate(ngettext("all %s matching coupon", "all %s matching coupons", count),
+                      [`${estimate ? "about " : ""}${count.toLocaleString("en")}`])
+        : interpolate(ngettext("%s selected coupon", "%s selected coupons", count), [count]);
       content.querySelector("#dialog-title").textContent = `${button.dataset.label.replace(" selected", "")} ${what}?`;
       const confirm = content.querySelector("#bulk-confirm");
       confirm.textContent = button.dataset.label.replace(" selected", "");

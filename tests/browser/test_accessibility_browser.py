@@ -91,7 +91,7 @@ def test_every_page_of_the_walk_through_has_no_serious_violation(page, celery_wo
     expect(page.get_by_role("dialog")).to_be_hidden()
     page.get_by_role("row", name=re.compile("WELCOME-SPARE-0")).get_by_role("checkbox").check()
     page.get_by_role("button", name="Invalidate selected").click()
-    expect(page.get_by_role("dialog")).to_contain_text("Invalidate 1 selected coupon")
+    expect(page.get_by_role("dialog")).to_contain_text("Invalidate 1 selected coupon?")
     axe_audit(page, "bulk dialog")
     page.keyboard.press("Escape")
 
