@@ -23,10 +23,12 @@ install-test: $(VENV)/.installed-test
 # Web server, Celery worker and beat on the embedded default (SQLite + file-system
 # broker under var/), at http://$(WEB_HOST):$(WEB_PORT)/ (127.0.0.1:8000 unless set).
 # Ctrl-C stops all three. The product as its users see it: DEBUG off (the styled 403
-# and 404 pages; tracebacks go to the console), with the development key, cookies over
+# and 404 pages; tracebacks go to the console), with a key of this checkout, cookies over
 # plain HTTP, callbacks to this machine, and runserver --insecure serving static/.
+# The secret key is made once per checkout (var/secret_key), never a published one.
+RUN_VAR = $(or $(COUPONS_VAR_DIR),var)
 run: export DEBUG ?= false
-run: export SECRET_KEY ?= insecure-dev-key-change-me
+run: export SECRET_KEY ?= $(shell mkdir -p $(RUN_VAR) && { [ -s $(RUN_VAR)/secret_key ] || $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))' > $(RUN_VAR)/secret_key; } && cat $(RUN_VAR)/secret_key)
 run: export SECURE_COOKIES ?= false
 run: export COUPON_CALLBACK_ALLOW_LOOPBACK ?= true
 run: export WEB_HOST ?= 127.0.0.1

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from coupons.access import visible_jobs
 from couponsite.admin import ScopedReadOnlyAdmin
+from couponsite.wording import counted
 from pools.access import groups_assignable, pool_scoped
 
 from .auth import hash_key, new_key
@@ -53,7 +54,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected API keys")
     def revoke(self, request, queryset):
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
-        self.message_user(request, f"{count} API key(s) revoked.")
+        self.message_user(request, f"{counted(count, 'API key', 'API keys')} revoked.")
 
 
 @admin.register(BulkOperation)

@@ -24,7 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from couponsite.counting import EXACT_COUNT_LIMIT
+from couponsite.counting import EXACT_COUNT_LIMIT, estimate_counts
 from couponsite.wording import counted
 from pools.models import CouponTerms, CouponType
 
@@ -35,7 +35,6 @@ from .jobs.base import LIVE
 from .jobs.engine import Run, job_count_exactly, job_create
 from .jobs.registry import JobKind, register
 from .models import Coupon, CouponJob, CouponStatus, CustomerEvent
-from .selectors import estimate_counts
 from .services import Actor, CouponActionError
 
 S = CouponStatus
@@ -107,7 +106,7 @@ def runs_in_background(total: int) -> bool:
 
 
 PREVIEW_LIMIT = EXACT_COUNT_LIMIT  # rows of a selection read at most, to count it exactly
-_PREVIEW_SQL = ("SELECT sel.status, sel.terms_id, count(*) FROM ({selection} LIMIT %s) AS sel "
+_PREVIEW_SQL = ("SELECT sel.status, sel.terms_id, count(*) FROM ({selection}{limit}) AS sel "
                 "GROUP BY sel.status, sel.terms_id")
 
 
@@ -115,14 +114,18 @@ def bulk_preview(*, action: BulkAction, queryset: QuerySet, pool_id: int) -> Bul
     """How many coupons of ``queryset`` the action's rule allows, and how many it skips
     and why (gift cards by their own rule, ``BulkAction.applies``, as in ``execute_chunk``).
 
-    One ``GROUP BY status`` over at most ``PREVIEW_LIMIT + 1`` rows of the selection, so
-    a search or a filter the indexes do not serve never reads more than that; only a
-    selection past the limit gets the planner's estimates (one EXPLAIN, no row read).
+    One ``GROUP BY status`` over at most ``PREVIEW_LIMIT + 1`` rows of the selection:
+    the LIMIT bounds the rows counted, not the rows a filter the indexes do not serve may
+    have to scan to find them (a rare selection in a huge pool still reads its index
+    range). Only a selection past the limit gets the planner's estimates (one EXPLAIN,
+    no row read); where there is no planner (SQLite, the embedded default) it is counted.
     """
     gift_terms = gift_card_terms_ids(pool_id)
-    counts = _bounded_counts(queryset, gift_terms)
+    counts = _bounded_counts(queryset, gift_terms, PREVIEW_LIMIT)
     estimated = sum(counts.values()) > PREVIEW_LIMIT
-    if estimated:
+    if estimated and connection.vendor != "postgresql":
+        counts, estimated = _bounded_counts(queryset, gift_terms, limit=None), False
+    elif estimated:
         counts = _estimated_counts(queryset, gift_terms, pool_id, counts)
     preview = BulkPreview(estimated=estimated)
     for (status, is_gift), count in counts.items():
@@ -133,15 +136,16 @@ def bulk_preview(*, action: BulkAction, queryset: QuerySet, pool_id: int) -> Bul
     return preview
 
 
-def _bounded_counts(queryset: QuerySet, gift_terms: set[int]) -> Counter:
-    """``(status, is_gift) -> count`` over the first ``PREVIEW_LIMIT + 1`` rows met."""
+def _bounded_counts(queryset: QuerySet, gift_terms: set[int], limit: int | None) -> Counter:
+    """``(status, is_gift) -> count`` over the first ``limit + 1`` rows met (all: None)."""
     try:
         sql, params = queryset.order_by().values_list("status", "terms_id").query.sql_with_params()
     except EmptyResultSet:
         return Counter()
     counts = Counter()
+    bound = [] if limit is None else [limit + 1]
     with connection.cursor() as cursor:
-        cursor.execute(_PREVIEW_SQL.format(selection=sql), [*params, PREVIEW_LIMIT + 1])
+        cursor.execute(_PREVIEW_SQL.format(selection=sql, limit="" if limit is None else " LIMIT %s"), [*params, *bound])
         for status, terms_id, count in cursor.fetchall():
             counts[status, terms_id in gift_terms] += count
     return counts

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 from dataclasses import dataclass
 
 from django.db import connection
@@ -16,7 +15,7 @@ from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from couponsite.counting import count_with_accuracy, estimate_count
+from couponsite.counting import count_with_accuracy, estimate_counts
 from pools.models import CouponPool, PoolSource
 
 from . import rows as row_sql
@@ -197,30 +196,11 @@ def pools_stock(pools, *, limit: int | None = None) -> dict[int, Stock | None]:
     for pool_id in ids:
         stock[pool_id] = Stock(counted[pool_id])
     for pool_id, estimate in zip(over, estimates, strict=True):
-        stock[pool_id] = Stock(max(estimate or 0, counted[pool_id]), True)
+        if estimate is None:  # no planner (SQLite, the embedded default): a laptop's pool, counted
+            stock[pool_id] = Stock(unassigned.filter(pool_id=pool_id).count())
+        else:
+            stock[pool_id] = Stock(max(estimate, counted[pool_id]), True)
     return stock
-
-
-def estimate_counts(querysets: list[QuerySet]) -> list[int | None]:
-    """The planner's row estimate of each queryset, from ONE ``EXPLAIN`` of their
-    ``UNION ALL`` (its Append node has a child per queryset, in order); no row is read."""
-    if not querysets:
-        return []
-    if len(querysets) == 1:
-        return [estimate_count(querysets[0])]
-    parts, params = [], []
-    for queryset in querysets:
-        sql, part_params = queryset.order_by().values("pk").query.sql_with_params()
-        parts.append(f"({sql})")
-        params.extend(part_params)
-    with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN (FORMAT JSON) {' UNION ALL '.join(parts)}", params)
-        plan = cursor.fetchone()[0]
-    plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-    children = plan.get("Plans", []) if plan.get("Node Type") == "Append" else []
-    if len(children) != len(querysets):  # an unexpected plan shape: one EXPLAIN each
-        return [estimate_count(queryset) for queryset in querysets]
-    return [int(child["Plan Rows"]) for child in children]
 
 
 def pool_daily_activity(*, pool: CouponPool, days: int = 30) -> dict:

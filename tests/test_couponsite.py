@@ -235,7 +235,8 @@ def test_make_run_gives_its_commands_the_address(env, address, hosts, tmp_path):
         tool.chmod(0o755)
     (venv / ".installed").touch()  # newer than pyproject.toml: nothing to install
     clean = {k: v for k, v in os.environ.items() if k not in MAKE_RUN_ENV}
-    subprocess.run(["make", "-s", "run", f"VENV={venv}"], cwd=ROOT, env={**clean, **env}, check=True, timeout=30)
+    subprocess.run(["make", "-s", "run", f"VENV={venv}"], cwd=ROOT, check=True, timeout=30,
+                   env={**clean, "COUPONS_VAR_DIR": str(tmp_path / "var"), **env})
     calls = log.read_text().splitlines()
     settings = f"{hosts} DEBUG=false SECURE_COOKIES=false"
     assert calls == [
@@ -243,6 +244,27 @@ def test_make_run_gives_its_commands_the_address(env, address, hosts, tmp_path):
         f"python {address} manage.py demo_setup", settings,
         f"honcho {address} --procfile couponsite/Procfile.dev --app-root . start", settings,
     ]
+
+
+def test_make_run_makes_a_secret_key_once_per_checkout(tmp_path):
+    """No published key: the first `make run` writes one to the var directory, later runs
+    read the same (sessions and signed links keep working), another checkout gets its own."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    log = tmp_path / "keys.log"
+    for name in ("python", "honcho"):
+        tool = venv / "bin" / name
+        tool.write_text(f'#!/bin/sh\necho "$SECRET_KEY" >> {log}\n')
+        tool.chmod(0o755)
+    (venv / ".installed").touch()
+    clean = {k: v for k, v in os.environ.items() if k not in MAKE_RUN_ENV}
+    for var in ("one", "one", "two"):
+        subprocess.run(["make", "-s", "run", f"VENV={venv}"], cwd=ROOT, timeout=30, check=True,
+                       env={**clean, "COUPONS_VAR_DIR": str(tmp_path / var)})
+    keys = log.read_text().splitlines()
+    assert len(keys) == 9 and len(set(keys[:6])) == 1 and len(set(keys[6:])) == 1 and keys[0] != keys[6]
+    assert len(keys[0]) >= 50 and "insecure" not in keys[0]
+    assert (tmp_path / "one" / "secret_key").read_text().strip() == keys[0]
 
 
 def _free_port() -> int:
@@ -485,3 +507,26 @@ def test_counted_says_the_noun_that_fits_the_count(count, text):
 ])
 def test_a_duration_reads_in_the_singular_and_the_plural(value, text):
     assert duration(value) == text
+
+
+def test_embedded_default_counts_stock_and_bulk_previews_past_their_limits_on_sqlite(tmp_path):
+    """SQLite has no planner estimates: the pool list's stock and the bulk dialog's counts
+    past their exact limits are counted instead (two pools past the limit once made the
+    pool list's single EXPLAIN fail there)."""
+    env, manage = migrated_embedded_default(tmp_path)
+    script = (
+        "from pools.services import pool_create; from coupons.models import Coupon, CouponStatus;"
+        "from coupons import bulk; from coupons.selectors import pools_stock;"
+        "pools = [pool_create(actor=None, name=f'p{n}', source='uploaded', coupon_type='amount', value=1) for n in range(3)];"
+        "[Coupon.objects.create(pool=p, terms=p.current_terms, code=f'SQS-{p.pk}-{n}') for p in pools for n in range(5)];"
+        "Coupon.objects.filter(code__endswith='-4').update(status=CouponStatus.REDEEMED);"
+        "stock = pools_stock(pools, limit=2); print([(s.count, s.estimated) for s in stock.values()]);"
+        "bulk.PREVIEW_LIMIT = 2;"
+        "p = bulk.bulk_preview(action=bulk.BULK_ACTIONS['invalidate'], queryset=Coupon.objects.filter(pool=pools[0]), pool_id=pools[0].pk);"
+        "print(p.applied, dict(p.skipped), p.estimated)"
+    )
+    out = subprocess.run([*manage, "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2] == "[(4, False), (4, False), (4, False)]"
+    assert lines[-1] == "4 {'already redeemed': 1} False"

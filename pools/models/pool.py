@@ -16,6 +16,7 @@ from django.core.validators import (
 from django.db import models
 
 from couponsite import outbound
+from couponsite.wording import counted
 
 from .. import patterns
 from . import lock
@@ -334,7 +335,7 @@ class CouponPool(models.Model):
         elif not compiled.is_generic and compiled.max_coupons < 1:
             refuse(
                 "pattern",
-                f"This pattern has only {compiled.combinations:,} combinations, so not even "
+                f"This pattern has only {counted(compiled.combinations, 'combination', 'combinations')}, so not even "
                 "one coupon fits under the 1% guessing protection. Add placeholders.",
             )
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from couponsite.wording import counted
+
 from .errors import PatternError
 
 if TYPE_CHECKING:
@@ -115,7 +117,7 @@ class Generator:
         total = self.pattern.combinations
         if count > total:
             raise PatternError(
-                f"The pattern has only {total:,} combinations; "
+                f"The pattern has only {counted(total, 'combination', 'combinations')}; "
                 f"{count:,} distinct codes cannot be made from it."
             )
         if 2 * count > total and total <= _ENUMERATE_MAX:
@@ -139,7 +141,7 @@ class Generator:
         if not self.pattern.excluded_phrases:
             return PatternError(
                 f"Could not generate {count:,} distinct codes: the pattern has only "
-                f"{total:,} combinations."
+                f"{counted(total, 'combination', 'combinations')}."
             )
         only = "" if available is None else f" (only {available:,} of {total:,})"
         return PatternError(

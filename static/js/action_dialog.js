@@ -26,9 +26,11 @@
     if (event.detail.target !== content) return;
     const elt = event.detail.elt;
     if (elt !== loader && !fromDialog(elt)) {
-      // An older dialog's answer (its load, or its form's refusal), after another was opened.
+      // An older dialog's answer (its load, or its form's refusal), after another was opened:
+      // dropped (``stale`` tells htmx_errors.js not to swap a 422 of it back in).
       event.detail.shouldSwap = false;
       event.detail.isError = false;
+      event.detail.stale = true;
     }
   });
 

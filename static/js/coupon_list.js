@@ -28,7 +28,8 @@
     banner.classList.toggle("d-none", !(all && more));
     if (selectAll.value === "1") {
       document.getElementById("select-all-text").textContent =
-        `All ${estimate ? "about " : ""}${total.toLocaleString("en")} matching coupons are selected.`;
+        interpolate(ngettext("All %s matching coupon is selected.", "All %s matching coupons are selected.", total),
+                    [`${estimate ? "about " : ""}${total.toLocaleString("en")}`]);
       document.getElementById("select-all-matching").classList.add("d-none");
     }
   }

@@ -46,7 +46,7 @@
   // reason next to it: a coupon action's dialog, views.CouponActionView.refused): htmx
   // swaps it in like any answer, on every page.
   document.addEventListener("htmx:beforeSwap", (event) => {
-    if (event.detail.xhr.status === 422) {
+    if (event.detail.xhr.status === 422 && !event.detail.stale) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }

@@ -203,3 +203,66 @@ def test_a_manager_redeems_a_coupon_with_the_keyboard_alone(page):
         pytest.fail("the dialog's confirm button is not reachable with Tab")
     page.keyboard.press("Enter")
     expect(page.get_by_role("alert")).to_contain_text("Coupon WELCOME-CLAIMED redeemed.")
+
+
+def tab_to(page, target, limit=80, key="Tab"):
+    """Press ``key`` until ``target`` has the focus (fails if it never gets it)."""
+    for _ in range(limit):
+        if target.evaluate("(el) => el === document.activeElement"):
+            return
+        page.keyboard.press(key)
+    seen = page.evaluate("() => document.activeElement.outerHTML.slice(0, 120)")
+    pytest.fail(f"not reachable with {key}: {target} (the focus is on {seen})")
+
+
+def test_a_manager_works_the_tabs_a_bulk_action_the_pool_form_and_the_customer_page_with_the_keyboard(page):
+    UserFactory(username="eva")
+    pool = PoolFactory(name="Welcome 10 off")
+    for n in range(3):
+        CouponFactory(pool=pool, code=f"WELCOME-SPARE-{n}")
+    anna = CustomerFactory(external_id="ANNA-1")
+    login(page, "eva")
+
+    # The pool list's link and the pool's tabs: Tab and Enter
+    tab_to(page, page.get_by_role("link", name="Welcome 10 off"))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"/pools/{pool.pk}/$"))
+    tab_to(page, page.get_by_role("main").get_by_role("link", name="Coupons", exact=True))
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"/pools/{pool.pk}/coupons/$"))
+
+    # A bulk action: Space ticks two rows, Enter opens the dialog, Tab and Enter confirm
+    for code in ("WELCOME-SPARE-0", "WELCOME-SPARE-1"):
+        tab_to(page, page.get_by_role("row", name=re.compile(code)).get_by_role("checkbox"))
+        page.keyboard.press("Space")
+    invalidate = page.get_by_role("button", name="Invalidate selected")
+    tab_to(page, invalidate, key="Shift+Tab")
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Invalidate 2 selected coupons?")
+    confirm = dialog.get_by_role("button", name="Invalidate")
+    expect(confirm).to_be_enabled()  # once the server counted what it will change
+    page.wait_for_function("() => document.getElementById('dialog').contains(document.activeElement)")  # it takes the focus
+    tab_to(page, confirm, limit=10)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("Invalidated 2 coupons.")
+
+    # The pool form: Tab to a field, type, Enter saves
+    page.goto(f"/pools/{pool.pk}/settings/")
+    name = page.get_by_label("Name")
+    tab_to(page, name)
+    page.keyboard.press("ControlOrMeta+a")
+    page.keyboard.type("Welcome 15 off")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("Coupon pool “Welcome 15 off” saved.")
+
+    # The customer page: choose a pool with the arrow keys, Tab to Assign, Enter
+    page.goto(f"/customers/{anna.pk}/")
+    choice = page.locator("#id_pool")
+    tab_to(page, choice)
+    page.keyboard.press("ArrowDown")
+    expect(choice).to_have_value(str(pool.pk))
+    tab_to(page, page.get_by_role("button", name="Assign"), limit=5)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("alert")).to_contain_text("WELCOME-SPARE-2")
+    expect(page.get_by_test_id("events")).to_contain_text("WELCOME-SPARE-2")

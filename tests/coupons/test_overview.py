@@ -240,7 +240,6 @@ class TestPoolListStock:
         assert "3 unassigned" in listed and "3 are left for claims." in overview
         monkeypatch.setattr(selectors, "LIST_STOCK_EXACT_LIMIT", 1)
         monkeypatch.setattr(counting, "estimate_count", lambda queryset: 500_000)
-        monkeypatch.setattr(selectors, "estimate_count", lambda queryset: 500_000)
         listed = text_of(manager_client.get(reverse("pools:list")).content.decode())
         overview = section(manager_client.get(reverse("pools:overview", args=[pool.pk])).content.decode(), "stock-summary")
         assert "about 500,000 unassigned" in listed and "About 500,000 are left for claims." in overview
