@@ -374,6 +374,13 @@ def migrated_embedded_default(tmp_path, **settings) -> tuple[dict, list[str]]:
     return env, manage
 
 
+def embedded_shell(env: dict, manage: list[str], script: str) -> list[str]:
+    """Run ``script`` in ``manage.py shell`` on the embedded default; the lines it printed."""
+    out = subprocess.run([*manage, "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()
+
+
 def test_embedded_default_generates_a_batch_on_sqlite(tmp_path):
     """Bulk generation's portable path (INSERT OR IGNORE) on the embedded SQLite."""
     env, manage = migrated_embedded_default(tmp_path, COUPON_GENERATION_CHUNK="3000")
@@ -452,9 +459,7 @@ def test_embedded_default_runs_jobs_and_lists_them_on_sqlite(tmp_path):
         "r = c.get('/jobs/', HTTP_HOST='127.0.0.1');"
         "import re; print(r.status_code, re.findall(r'data-kind=\"(\\w+)\" data-status=\"(\\w+)\"', r.content.decode()))"
     )
-    out = subprocess.run([*manage, "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
+    lines = embedded_shell(env, manage, script)
     assert lines[-3] == "Invalidated 5 coupons."
     assert lines[-2] == "1 coupon exported. SQJ-1,"
     assert lines[-1] == "200 [('export', 'done'), ('bulk_action', 'done')]"
@@ -525,8 +530,6 @@ def test_embedded_default_counts_stock_and_bulk_previews_past_their_limits_on_sq
         "p = bulk.bulk_preview(action=bulk.BULK_ACTIONS['invalidate'], queryset=Coupon.objects.filter(pool=pools[0]), pool_id=pools[0].pk);"
         "print(p.applied, dict(p.skipped), p.estimated)"
     )
-    out = subprocess.run([*manage, "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.strip().splitlines()
+    lines = embedded_shell(env, manage, script)
     assert lines[-2] == "[(4, False), (4, False), (4, False)]"
     assert lines[-1] == "4 {'already redeemed': 1} False"
