@@ -2,6 +2,7 @@
 the right events; refused ones change nothing and say why."""
 
 import datetime
+import re
 from decimal import Decimal
 
 import pytest
@@ -379,7 +380,9 @@ class TestInvalidatingAPartlySpentGiftCard:
         tab = manager_client.get(reverse("coupons:pool_coupons", args=[card.pool_id])).content.decode()
         url = reverse("coupons:coupon_action", args=[card.pk, "invalidate"])
         assert f'data-row-action="invalidate" hx-get="{url}' in tab
-        assert "Invalidate coupon" in manager_client.get(url).content.decode()
+        dialog = manager_client.get(url).content.decode()
+        assert "Invalidate coupon" in dialog
+        assert re.search(r'data-testid="voided-balance">Its remaining balance of <strong>70.00 \w*</strong> is voided', dialog)
         done = manager_client.post(url, {"next": "/pools/"}, follow=True)
         assert f"Coupon {card.code} invalidated." in done.content.decode()
         assert snapshot(card)[0] == S.INVALID
