@@ -95,13 +95,17 @@ def begin(request, api_key) -> int:
     postgresql = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
         try:
-            if postgresql:  # a request with the same key that runs: wait for it, but not for ever
-                cursor.execute(f"SET LOCAL lock_timeout = {max(1, int(settings.API_IDEMPOTENCY_WAIT_SECONDS * 1000))}")
-            cursor.execute(_CLAIM, [api_key.pk, key, fingerprint, adapt(now),
-                                    adapt(now - timedelta(hours=settings.API_IDEMPOTENCY_HOURS))])
-            row = cursor.fetchone()
+            params = [api_key.pk, key, fingerprint, adapt(now), adapt(now - timedelta(hours=settings.API_IDEMPOTENCY_HOURS))]
             if postgresql:
-                cursor.execute("SET LOCAL lock_timeout = DEFAULT")
+                # A request with the same key that runs: wait for it, but not for ever. One
+                # round trip (a client-side bound query may hold several statements).
+                wait = max(1, int(settings.API_IDEMPOTENCY_WAIT_SECONDS * 1000))
+                cursor.execute(f"SET LOCAL lock_timeout = {wait}; {_CLAIM}; SET LOCAL lock_timeout = DEFAULT", params)
+                while cursor.description is None and cursor.nextset():
+                    pass
+            else:
+                cursor.execute(_CLAIM, params)
+            row = cursor.fetchone()
         except OperationalError as exc:
             if getattr(getattr(exc, "__cause__", None), "sqlstate", None) != "55P03":  # lock_not_available
                 raise
