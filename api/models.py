@@ -114,7 +114,11 @@ class IdempotencyRecord(models.Model):
     one per API key and idempotency key, kept 24 hours. Written in the request's own
     transaction, so a record exists only with the work it answers."""
 
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    # No foreign-key constraint in the database: its check would lock the key's row (FOR
+    # KEY SHARE) in every such request of the key until it commits, and so many
+    # transactions sharing one row lock cost PostgreSQL a multixact each. Django still
+    # deletes a key's records with it.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     key = models.CharField(max_length=255)
     fingerprint = models.CharField(max_length=64)  # SHA-256 of the method, path and body
     status_code = models.PositiveSmallIntegerField(null=True)  # null until the answer is stored
