@@ -128,8 +128,10 @@ class KeyedView(APIView):
         if self.idempotent is not None:
             try:
                 idempotency.finish(self.idempotency_record, response)
-            finally:
-                self.idempotent.__exit__(None, None, None)
+            except BaseException as exc:  # the answer could not be stored: nothing commits
+                self.idempotent.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            self.idempotent.__exit__(None, None, None)
         return response
 
     def handle_exception(self, exc):
