@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from api.idempotency import purge_expired
-from api.models import IdempotencyRecord
+from api.models import BulkOperation, IdempotencyRecord
 from api.services import api_key_create
 from api.tasks import purge_idempotency_records
 from coupons import services as coupon_services
@@ -128,6 +128,16 @@ def test_put_and_validate_are_idempotent_too(api, pool):
     assert created.status_code == 201
     again = api.put("/api/v1/customers/zoe", {"email": "z@example.com"}, format="json", HTTP_IDEMPOTENCY_KEY="put-1")
     assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"  # replayed: not "updated" (200)
+
+
+def test_a_retried_bulk_operation_is_queued_once(api, pool, django_capture_on_commit_callbacks):
+    url = f"/api/v1/bulk-operation/coupons/{pool.pk}/add"
+    with django_capture_on_commit_callbacks() as callbacks:
+        first = api.post(url, {"coupons": ["BK-1", "BK-2"]}, format="json", HTTP_IDEMPOTENCY_KEY="bulk-1")
+        again = api.post(url, {"coupons": ["BK-1", "BK-2"]}, format="json", HTTP_IDEMPOTENCY_KEY="bulk-1")
+    assert first.status_code == again.status_code == 202 and again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert BulkOperation.objects.count() == 1 and len(callbacks) == 1  # dispatched once, on commit
 
 
 def test_records_expire(api, pool):
