@@ -107,3 +107,28 @@ class LookupLockout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_scope_display()} locked out until {self.until:%Y-%m-%d %H:%M}"
+
+
+class IdempotencyRecord(models.Model):
+    """A POST or PUT sent with an ``Idempotency-Key`` header and its answer (``api.idempotency``):
+    one per API key and idempotency key, kept 24 hours. Written in the request's own
+    transaction, so a record exists only with the work it answers."""
+
+    # No foreign-key constraint in the database: its check would lock the key's row (FOR
+    # KEY SHARE) in every such request of the key until it commits, and so many
+    # transactions sharing one row lock cost PostgreSQL a multixact each. Django still
+    # deletes a key's records with it.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # SHA-256 of the method, path and body
+    status_code = models.PositiveSmallIntegerField(null=True)  # null until the answer is stored
+    content_type = models.CharField(max_length=100, blank=True)
+    body = models.BinaryField(null=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "key"], name="api_idempotency_key_unique")]
+        verbose_name = "idempotency record"
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.status_code})"

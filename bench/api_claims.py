@@ -6,6 +6,8 @@ runs ``--clients`` concurrent clients that each claim for a new customer, one re
 after another over a kept-alive connection, for ``--seconds``. Prints one JSON line:
 claims, claims_per_s, p50_ms, p99_ms, errors (any answer but 201), duplicates (codes
 issued more than once, checked in the answers and in the database).
+``--idempotency-key`` sends a fresh ``Idempotency-Key`` with every claim. The database
+is ``$BENCH_DATABASE`` (default ``coupons_bench_api``), dropped and made again.
 
     .venv/bin/python bench/api_claims.py
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SERVER = os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
-DATABASE = "coupons_bench_api"
+DATABASE = os.environ.get("BENCH_DATABASE", "coupons_bench_api")
 os.environ.update(
     DATABASE_URL=f"{SERVER}/{DATABASE}", SECRET_KEY="bench", DJANGO_SETTINGS_MODULE="couponsite.settings",
     LOG_LEVEL="WARNING", ALLOWED_HOSTS="127.0.0.1,localhost", CONN_MAX_AGE="600",
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--coupons", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("--idempotency-key", action="store_true", help="a fresh Idempotency-Key per request")
     args = parser.parse_args()
     fresh_database(SERVER, DATABASE)
 
@@ -105,7 +108,8 @@ def main() -> None:
                 n += 1
                 began = time.perf_counter()
                 try:
-                    connection_.request("POST", path, body=json.dumps({"customer": f"bench-{number}-{n}"}), headers=headers)
+                    sent = {**headers, "Idempotency-Key": f"bench-{number}-{n}"} if args.idempotency_key else headers
+                    connection_.request("POST", path, body=json.dumps({"customer": f"bench-{number}-{n}"}), headers=sent)
                     response = connection_.getresponse()
                     status, body = response.status, response.read()
                 except (OSError, http.client.HTTPException) as exc:
@@ -150,6 +154,7 @@ def main() -> None:
         "duplicates": in_answers + in_database,
         "claimed_in_database": claimed.count(),
         "clients": args.clients,
+        "idempotency_key": args.idempotency_key,
         "server": f"gunicorn gthread {args.workers}x{args.threads}",
     }))
 

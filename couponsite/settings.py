@@ -326,3 +326,11 @@ COUPON_CALLBACK_ALLOW_PRIVATE = env.bool("COUPON_CALLBACK_ALLOW_PRIVATE", defaul
 COUPON_CALLBACK_MAX_CONCURRENT = env.int("COUPON_CALLBACK_MAX_CONCURRENT", default=4)
 COUPON_CALLBACK_BREAKER_FAILURES = env.int("COUPON_CALLBACK_BREAKER_FAILURES", default=5)
 COUPON_CALLBACK_BREAKER_SECONDS = env.int("COUPON_CALLBACK_BREAKER_SECONDS", default=30)
+
+# Idempotency-Key (api.idempotency): answers are kept API_IDEMPOTENCY_HOURS; a request
+# waits at the most API_IDEMPOTENCY_WAIT_SECONDS for one with the same key, then is a 409.
+API_IDEMPOTENCY_HOURS = 24
+API_IDEMPOTENCY_WAIT_SECONDS = env.float("API_IDEMPOTENCY_WAIT_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["purge-idempotency-records"] = {
+    "task": "api.tasks.purge_idempotency_records", "schedule": 3600.0, "options": {"expires": 3600.0},
+}

@@ -7,6 +7,8 @@ import math
 import re
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, NotFound
@@ -16,7 +18,7 @@ from rest_framework.views import APIView
 from coupons.services import CouponActionError
 from couponsite.middleware import client_ip
 
-from .. import limits, services
+from .. import idempotency, limits, services
 from ..errors import ApiError
 
 ERROR = inline_serializer(
@@ -87,10 +89,55 @@ def model_errors(exc: DjangoValidationError) -> ApiError:
     return ApiError(message, code="invalid", type="validation_error", details=details)
 
 
+class KeyedSchema(AutoSchema):
+    """Every POST and PUT: the ``Idempotency-Key`` header and its 409 and 422 answers."""
+
+    def get_override_parameters(self):
+        parameters = super().get_override_parameters()
+        return [*parameters, idempotency.PARAMETER] if self.method in idempotency.METHODS else parameters
+
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        if operation is not None and self.method in idempotency.METHODS:
+            responses = operation["responses"]
+            error = responses["409"]["content"]  # every operation answers ERRORS
+            for code, description in idempotency.RESPONSES.items():
+                responses[code] = {"content": error, "description": description}
+        return operation
+
+
 class KeyedView(APIView):
     """Every endpoint: the key, the request limits (``api.limits``) and their headers."""
 
+    # Every POST and PUT with an Idempotency-Key runs in one transaction with its record
+    # (api.idempotency): dispatch, initial and handle_exception.
+
     budget = None
+    idempotent = None
+    idempotency_record = None
+    schema = KeyedSchema()
+
+    def dispatch(self, request, *args, **kwargs):
+        self.idempotent = None  # the atomic block, entered by initial() once the key is known
+        try:
+            response = super().dispatch(request, *args, **kwargs)
+        except BaseException as exc:
+            if self.idempotent is not None:
+                self.idempotent.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if self.idempotent is not None:
+            try:
+                idempotency.finish(self.idempotency_record, response)
+            except BaseException as exc:  # the answer could not be stored: nothing commits
+                self.idempotent.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            self.idempotent.__exit__(None, None, None)
+        return response
+
+    def handle_exception(self, exc):
+        if isinstance(exc, idempotency.Replay):
+            return exc.response
+        return super().handle_exception(exc)
 
     def initial(self, request, *args, **kwargs):
         try:
@@ -103,6 +150,12 @@ class KeyedView(APIView):
         except limits.RateLimited as exc:
             self.budget = getattr(exc, "budget", None)
             raise
+        if idempotency.wanted(request):
+            # After the key's authentication, whose last-used write must not hold the
+            # key's row for the whole request.
+            self.idempotent = transaction.atomic()
+            self.idempotent.__enter__()
+            self.idempotency_record = idempotency.begin(request, request.user)
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
