@@ -13,22 +13,11 @@ from coupons.jobs.engine import job_execute, job_resume
 from coupons.models import Coupon, CouponStatus, Customer, CustomerEvent
 from coupons.propagation import UpdateMethod, pool_update
 from pools.models import CouponPool, ModuleSettings, PoolSource, Product, Store
+from tests.api.conftest import client_for
 from tests.factories import CouponFactory, CustomerFactory, GiftCardPoolFactory, GroupFactory, PoolFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 S = CouponStatus
-
-
-def client_for(key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-    return client
-
-
-@pytest.fixture
-def api():
-    _, key = api_key_create(name="Web shop")
-    return client_for(key)
 
 
 def error(response) -> dict:

@@ -17,21 +17,12 @@ from api.services import api_key_create
 from api.tasks import purge_idempotency_records
 from coupons import services as coupon_services
 from coupons.models import Coupon, CouponStatus, CustomerEvent
+from tests.api.conftest import client_for
 from tests.factories import CouponFactory, PoolFactory
 from tests.test_couponsite import ROOT, migrated_embedded_default
 
 pytestmark = pytest.mark.django_db
 
-
-def client_for(key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
-    return client
-
-
-@pytest.fixture
-def api():
-    return client_for(api_key_create(name="Web shop")[1])
 
 
 def claim(client, pool, customer="anna", key="k-1", **extra):
