@@ -120,7 +120,7 @@ class StatusSummary:
     """A pool's coupons per status (``pool_status_counts``), in status order, with the total."""
 
     rows: list[tuple[CouponStatus, int, bool]]  # (status, count, is_estimate)
-    stock: Stock | None = None  # for a pool that holds stock (``pool_holds_stock``)
+    holds_stock: bool = False  # ``pool_holds_stock``
 
     @property
     def total(self) -> int:
@@ -133,12 +133,16 @@ class StatusSummary:
     def of(self, status: CouponStatus) -> tuple[int, bool]:
         return next((n, estimated) for s, n, estimated in self.rows if s == status)
 
+    @property
+    def stock(self) -> Stock | None:
+        """The unassigned coupons, for a pool that holds stock."""
+        return Stock(*self.of(CouponStatus.UNASSIGNED)) if self.holds_stock else None
+
 
 def pool_status_summary(*, pool: CouponPool) -> StatusSummary:
     """The Statistics tab's and the overview's counts (one query per status, index-only)."""
     rows = [(CouponStatus(s), n, estimated) for s, (n, estimated) in pool_status_counts(pool=pool).items()]
-    unassigned = next((n, estimated) for s, n, estimated in rows if s == CouponStatus.UNASSIGNED)
-    return StatusSummary(rows, Stock(*unassigned) if pool_holds_stock(pool) else None)
+    return StatusSummary(rows, pool_holds_stock(pool))
 
 
 # --- stock -----------------------------------------------------------------------
